@@ -1,0 +1,79 @@
+//! Structured JSON logs and per-request telemetry.
+//!
+//! Every log line is one JSON object carrying the request id, function name and cold
+//! start flag of the request it belongs to; every request emits one EMF record with its
+//! latency, status class and cold start. Request bodies are never logged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use tracing_subscriber::EnvFilter;
+
+use crate::metrics::{MetricRecord, Unit};
+
+/// JSON logs to stdout (CloudWatch Logs), filtered by `RUST_LOG` (default `info`).
+/// Call once at the top of `main`.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second init (tests) is harmless; ignore the error it returns.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_target(false)
+        .try_init();
+}
+
+/// The process serves its first request cold. A process-wide flag is the fact itself,
+/// not shared state: it flips once, on the first request this sandbox handles.
+static COLD: AtomicBool = AtomicBool::new(true);
+
+/// What the request telemetry middleware needs, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct RequestTelemetry {
+    function: Arc<str>,
+    namespace: Arc<str>,
+}
+
+impl RequestTelemetry {
+    /// Function name from `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda and by `local/`),
+    /// namespace from `METRICS_NAMESPACE` (default `aloft`).
+    pub fn from_env() -> Self {
+        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "unknown".into());
+        let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "aloft".into());
+        Self { function: function.into(), namespace: namespace.into() }
+    }
+}
+
+/// axum middleware: a span per request and one EMF record when it completes.
+pub async fn observe(State(t): State<RequestTelemetry>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let cold_start = COLD.swap(false, Ordering::Relaxed);
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let request_id =
+        req.extensions().get::<lambda_http::Context>().map(|c| c.request_id.clone()).unwrap_or_default();
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", function = %t.function, %request_id, cold_start, %method, %route);
+    let response = next.run(req).instrument(span.clone()).await;
+
+    let status = response.status();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms, "request completed"));
+    MetricRecord::new(t.namespace.as_ref())
+        .dimension("Function", t.function.as_ref())
+        .dimension("StatusClass", format!("{}xx", status.as_u16() / 100))
+        .dimension_set(&["Function"])
+        .dimension_set(&["Function", "StatusClass"])
+        .metric("Latency", latency_ms, Unit::Milliseconds)
+        .metric("Requests", 1.0, Unit::Count)
+        .metric("ColdStart", if cold_start { 1.0 } else { 0.0 }, Unit::Count)
+        .emit();
+    response
+}
