@@ -50,7 +50,7 @@ pub struct Outbox {
 
 impl Outbox {
     /// Reads `OUTBOX_TABLE` and `NOTIFICATIONS_QUEUE_URL`.
-    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
+    pub fn from_env(config: &crate::aws::SdkConfig) -> Result<Self, ConfigError> {
         Ok(Self {
             dynamodb: crate::aws::dynamodb(config),
             sqs: crate::aws::sqs(config),

@@ -1,0 +1,616 @@
+//! The rules of users, free of I/O: what a valid email, name and role are, how a patch
+//! changes a user and what the audit trail records of it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use aloft_shared::FieldError;
+use serde::{Deserialize, Serialize};
+
+pub const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// An email address as the user typed it (trimmed). Two emails are the same user when
+/// their [`Email::key`]s match, so `Ada@Example.com` and `ada@example.com` collide.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim();
+        if email.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if email.chars().count() > MAX_EMAIL_CHARS {
+            return Err(format!("must be at most {MAX_EMAIL_CHARS} characters"));
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces or control characters".into());
+        }
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return Err("must look like name@example.com".into());
+        };
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
+            && !domain.contains('@');
+        if local.is_empty() || local.chars().count() > 64 || local.contains('@') || !domain_ok {
+            return Err("must look like name@example.com".into());
+        }
+        Ok(Self(email.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form uniqueness and lookup use.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> Self {
+        e.0
+    }
+}
+
+/// A display name: 1–200 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 {
+            return Err("must not be empty".into());
+        }
+        if chars > MAX_NAME_CHARS {
+            return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Case-folded, for case-insensitive prefix search.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl TryFrom<String> for UserName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<UserName> for String {
+    fn from(n: UserName) -> Self {
+        n.0
+    }
+}
+
+/// What a user may do; the one place the list of roles lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Member, Role::Viewer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == raw.trim())
+            .ok_or_else(|| format!("must be one of {}", Self::ALL.map(Role::as_str).join(", ")))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A field of a partial update: absent, explicitly `null`, or a value. Absent means
+/// "leave it"; `null` is refused, since every user field is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PatchField<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for PatchField<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            None => PatchField::Null,
+            Some(v) => PatchField::Value(v),
+        })
+    }
+}
+
+/// `POST /users` body as sent. Strings are validated in [`NewUser::parse`] so every bad
+/// field is reported at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub role: Option<String>,
+}
+
+/// `PATCH /users/{id}` body as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub email: PatchField<String>,
+    #[serde(default)]
+    pub name: PatchField<String>,
+    #[serde(default)]
+    pub role: PatchField<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub email: Email,
+    pub name: UserName,
+    pub role: Role,
+}
+
+fn required<T>(
+    field: &str,
+    value: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    match value {
+        None => {
+            errors.push(FieldError::new(field, "is required"));
+            None
+        }
+        Some(v) => parse(v).map_err(|m| errors.push(FieldError::new(field, m))).ok(),
+    }
+}
+
+impl NewUser {
+    pub fn parse(req: &CreateUserRequest) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let email = required("email", req.email.as_deref(), Email::parse, &mut errors);
+        let name = required("name", req.name.as_deref(), UserName::parse, &mut errors);
+        let role = required("role", req.role.as_deref(), Role::parse, &mut errors);
+        match (email, name, role) {
+            (Some(email), Some(name), Some(role)) if errors.is_empty() => Ok(Self { email, name, role }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A validated partial update with at least one field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    pub email: Option<Email>,
+    pub name: Option<UserName>,
+    pub role: Option<Role>,
+}
+
+impl UserPatch {
+    pub fn parse(req: &UpdateUserRequest) -> Result<Self, Vec<FieldError>> {
+        fn field<T>(
+            name: &str,
+            f: &PatchField<String>,
+            parse: fn(&str) -> Result<T, String>,
+            errors: &mut Vec<FieldError>,
+        ) -> Option<T> {
+            match f {
+                PatchField::Absent => None,
+                PatchField::Null => {
+                    errors.push(FieldError::new(name, "cannot be null; omit it to leave it unchanged"));
+                    None
+                }
+                PatchField::Value(v) => parse(v).map_err(|m| errors.push(FieldError::new(name, m))).ok(),
+            }
+        }
+        let mut errors = Vec::new();
+        let patch = Self {
+            email: field("email", &req.email, Email::parse, &mut errors),
+            name: field("name", &req.name, UserName::parse, &mut errors),
+            role: field("role", &req.role, Role::parse, &mut errors),
+        };
+        let all_absent = matches!(
+            (&req.email, &req.name, &req.role),
+            (PatchField::Absent, PatchField::Absent, PatchField::Absent)
+        );
+        if all_absent {
+            errors.push(FieldError::new("body", "must set at least one of email, name, role"));
+        }
+        if errors.is_empty() { Ok(patch) } else { Err(errors) }
+    }
+}
+
+/// A user as stored and shown. `version` starts at 1 and grows by one with every change;
+/// it is the ETag clients send back in `If-Match`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub email: Email,
+    pub name: UserName,
+    pub role: Role,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: u64,
+}
+
+/// One field's change in the audit trail; `None` is "no value" (before creation, after
+/// deletion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+pub type Changes = BTreeMap<String, Change>;
+
+impl User {
+    pub fn create(id: String, new: NewUser, now: &str) -> Self {
+        Self {
+            id,
+            email: new.email,
+            name: new.name,
+            role: new.role,
+            created_at: now.to_owned(),
+            updated_at: now.to_owned(),
+            version: 1,
+        }
+    }
+
+    fn fields(&self) -> [(&'static str, String); 3] {
+        [
+            ("email", self.email.as_str().to_owned()),
+            ("name", self.name.as_str().to_owned()),
+            ("role", self.role.as_str().to_owned()),
+        ]
+    }
+
+    /// Every field from nothing to its value.
+    pub fn creation_changes(&self) -> Changes {
+        self.fields().into_iter().map(|(k, v)| (k.to_owned(), Change { from: None, to: Some(v) })).collect()
+    }
+
+    /// Every field from its value to nothing.
+    pub fn deletion_changes(&self) -> Changes {
+        self.fields().into_iter().map(|(k, v)| (k.to_owned(), Change { from: Some(v), to: None })).collect()
+    }
+
+    /// The user after `patch`, and what changed. A patch that changes nothing yields no
+    /// changes, and the caller should write nothing.
+    pub fn apply(&self, patch: &UserPatch, now: &str) -> (User, Changes) {
+        let mut next = self.clone();
+        if let Some(e) = &patch.email {
+            next.email = e.clone();
+        }
+        if let Some(n) = &patch.name {
+            next.name = n.clone();
+        }
+        if let Some(r) = patch.role {
+            next.role = r;
+        }
+        let changes: Changes = self
+            .fields()
+            .into_iter()
+            .zip(next.fields())
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((k, a), (_, b))| (k.to_owned(), Change { from: Some(a), to: Some(b) }))
+            .collect();
+        if !changes.is_empty() {
+            next.version += 1;
+            next.updated_at = now.to_owned();
+        }
+        (next, changes)
+    }
+
+    /// Whether the patch moves the user to another email identity (not just a change of
+    /// letter case), so the new address must be claimed.
+    pub fn email_key_changes(&self, next: &User) -> bool {
+        self.email.key() != next.email.key()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditAction {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// One entry of a user's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: String,
+    pub action: AuditAction,
+    /// The API key id that made the change.
+    pub actor: String,
+    pub changes: Changes,
+}
+
+/// `If-Match` precondition: the version a client last saw. Accepts the ETag as we send
+/// it (`"3"`), weak (`W/"3"`) or bare (`3`).
+pub fn parse_if_match(raw: &str) -> Option<u64> {
+    let v = raw.trim();
+    let v = v.strip_prefix("W/").unwrap_or(v);
+    let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+    v.parse().ok()
+}
+
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+/// `GET /users` query as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub name_prefix: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Which index answers a search; exactly one filter per search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchFilter {
+    /// Exact email, case-insensitive (the folded key).
+    Email(String),
+    Role(Role),
+    /// Case-folded name prefix.
+    NamePrefix(String),
+}
+
+impl SearchFilter {
+    pub fn parse(p: &SearchParams) -> Result<Self, FieldError> {
+        let given: Vec<&str> = [("email", &p.email), ("role", &p.role), ("name_prefix", &p.name_prefix)]
+            .into_iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k)
+            .collect();
+        match given.as_slice() {
+            [] => return Err(FieldError::new("query", "give one of email, role, name_prefix")),
+            [_] => {}
+            many => return Err(FieldError::new(many[1], format!("give only one of {}", many.join(", ")))),
+        }
+        if let Some(e) = &p.email {
+            return Email::parse(e).map(|e| Self::Email(e.key())).map_err(|m| FieldError::new("email", m));
+        }
+        if let Some(r) = &p.role {
+            return Role::parse(r).map(Self::Role).map_err(|m| FieldError::new("role", m));
+        }
+        let prefix = p.name_prefix.as_deref().unwrap_or_default().trim().to_lowercase();
+        if prefix.is_empty() || prefix.chars().count() > MAX_NAME_CHARS {
+            return Err(FieldError::new("name_prefix", format!("must be 1 to {MAX_NAME_CHARS} characters")));
+        }
+        Ok(Self::NamePrefix(prefix))
+    }
+
+    /// Names the query a cursor belongs to, so it cannot continue another one.
+    pub fn cursor_scope(&self) -> String {
+        match self {
+            Self::Email(e) => format!("users:email:{e}"),
+            Self::Role(r) => format!("users:role:{r}"),
+            Self::NamePrefix(p) => format!("users:name:{p}"),
+        }
+    }
+}
+
+/// The first character of a folded name: the partition of the name index.
+pub fn name_initial(folded: &str) -> String {
+    folded.chars().next().map(String::from).unwrap_or_default()
+}
+
+/// Why a users operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("no user with id {0}")]
+    NotFound(String),
+    #[error("email {0} is already taken")]
+    EmailTaken(String),
+    #[error("If-Match names version {expected}, the user is at version {current}")]
+    StaleVersion { expected: u64, current: u64 },
+    #[error("send If-Match with the user's current ETag")]
+    PreconditionRequired,
+    #[error(transparent)]
+    InvalidCursor(#[from] aloft_shared::cursor::CursorError),
+    #[error(transparent)]
+    Store(#[from] aloft_shared::dynamo::StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        let ok = ["a@b.co", "  Ada.Lovelace+x@Example.COM ", "x@sub.domain.org"];
+        for e in ok {
+            assert!(Email::parse(e).is_ok(), "{e}");
+        }
+        let bad = ["", "   ", "plain", "@b.co", "a@", "a@b", "a@.co", "a@b..co", "a b@c.co", "a@@b.co", "a@b\n.co", "a@-b.co"];
+        for e in bad {
+            assert!(Email::parse(e).is_err(), "{e:?}");
+        }
+        assert!(Email::parse(&format!("{}@b.co", "a".repeat(65))).is_err());
+        assert!(Email::parse(&format!("a@{}.co", "b".repeat(250))).is_err());
+        let e = Email::parse("  Ada@Example.com ").unwrap();
+        assert_eq!(e.as_str(), "Ada@Example.com");
+        assert_eq!(e.key(), "ada@example.com");
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded_in_characters() {
+        assert_eq!(UserName::parse("  Ada ").unwrap().as_str(), "Ada");
+        assert!(UserName::parse("").is_err());
+        assert!(UserName::parse(" \t ").is_err());
+        assert!(UserName::parse("a\u{0}b").is_err());
+        assert!(UserName::parse(&"é".repeat(200)).is_ok(), "200 characters, 400 bytes");
+        assert!(UserName::parse(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn roles_are_a_closed_list() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Ok(r));
+        }
+        let err = Role::parse("root").unwrap_err();
+        assert_eq!(err, "must be one of admin, member, viewer");
+        assert!(Role::parse("Admin").is_err(), "roles are lower case");
+    }
+
+    #[test]
+    fn create_request_reports_every_bad_field() {
+        let req = CreateUserRequest { email: Some("nope".into()), name: None, role: Some("boss".into()) };
+        let errors = NewUser::parse(&req).unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["email", "name", "role"]);
+        assert_eq!(errors[1].message, "is required");
+    }
+
+    #[test]
+    fn patch_needs_a_field_and_refuses_null() {
+        let empty = UserPatch::parse(&UpdateUserRequest::default()).unwrap_err();
+        assert_eq!(empty[0].field, "body");
+        let req: UpdateUserRequest = serde_json::from_str(r#"{"name": null}"#).unwrap();
+        assert_eq!(UserPatch::parse(&req).unwrap_err()[0].field, "name");
+        let req: UpdateUserRequest = serde_json::from_str(r#"{"role": "viewer"}"#).unwrap();
+        assert_eq!(UserPatch::parse(&req).unwrap().role, Some(Role::Viewer));
+    }
+
+    fn user() -> User {
+        let new = NewUser {
+            email: Email::parse("ada@example.com").unwrap(),
+            name: UserName::parse("Ada").unwrap(),
+            role: Role::Member,
+        };
+        User::create("u1".into(), new, "2026-01-01T00:00:00.000Z")
+    }
+
+    #[test]
+    fn apply_records_only_real_changes_and_bumps_the_version() {
+        let u = user();
+        let patch = UserPatch { role: Some(Role::Admin), name: Some(UserName::parse("Ada").unwrap()), email: None };
+        let (next, changes) = u.apply(&patch, "later");
+        assert_eq!(next.version, 2);
+        assert_eq!(next.updated_at, "later");
+        assert_eq!(next.created_at, u.created_at);
+        assert_eq!(changes.keys().collect::<Vec<_>>(), ["role"]);
+        assert_eq!(changes["role"], Change { from: Some("member".into()), to: Some("admin".into()) });
+
+        let (same, none) = u.apply(&UserPatch { role: Some(Role::Member), ..Default::default() }, "later");
+        assert!(none.is_empty());
+        assert_eq!(same, u);
+    }
+
+    #[test]
+    fn email_case_change_is_not_a_new_identity() {
+        let u = user();
+        let patch = UserPatch { email: Some(Email::parse("ADA@example.com").unwrap()), ..Default::default() };
+        let (next, changes) = u.apply(&patch, "later");
+        assert!(changes.contains_key("email"));
+        assert!(!u.email_key_changes(&next));
+        let patch = UserPatch { email: Some(Email::parse("lovelace@example.com").unwrap()), ..Default::default() };
+        assert!(u.email_key_changes(&u.apply(&patch, "later").0));
+    }
+
+    #[test]
+    fn if_match_forms() {
+        assert_eq!(parse_if_match("\"3\""), Some(3));
+        assert_eq!(parse_if_match("W/\"3\""), Some(3));
+        assert_eq!(parse_if_match("3"), Some(3));
+        assert_eq!(parse_if_match("*"), None);
+        assert_eq!(parse_if_match("\"x\""), None);
+        assert_eq!(etag(7), "\"7\"");
+    }
+
+    #[test]
+    fn search_takes_exactly_one_valid_filter() {
+        let p = |email: Option<&str>, role: Option<&str>, name: Option<&str>| SearchParams {
+            email: email.map(Into::into),
+            role: role.map(Into::into),
+            name_prefix: name.map(Into::into),
+            ..Default::default()
+        };
+        assert_eq!(SearchFilter::parse(&p(Some(" Ada@X.io "), None, None)), Ok(SearchFilter::Email("ada@x.io".into())));
+        assert_eq!(SearchFilter::parse(&p(None, Some("viewer"), None)), Ok(SearchFilter::Role(Role::Viewer)));
+        assert_eq!(SearchFilter::parse(&p(None, None, Some("AdA"))), Ok(SearchFilter::NamePrefix("ada".into())));
+        assert_eq!(SearchFilter::parse(&p(None, None, None)).unwrap_err().field, "query");
+        assert_eq!(SearchFilter::parse(&p(Some("a@b.co"), Some("admin"), None)).unwrap_err().field, "role");
+        assert_eq!(SearchFilter::parse(&p(None, Some("boss"), None)).unwrap_err().field, "role");
+        assert_eq!(SearchFilter::parse(&p(None, None, Some("  "))).unwrap_err().field, "name_prefix");
+        assert_eq!(SearchFilter::parse(&p(Some("nope"), None, None)).unwrap_err().field, "email");
+        assert_ne!(
+            SearchFilter::Role(Role::Admin).cursor_scope(),
+            SearchFilter::Role(Role::Viewer).cursor_scope()
+        );
+    }
+
+    #[test]
+    fn name_initial_is_the_first_character() {
+        assert_eq!(name_initial("élodie"), "é");
+        assert_eq!(name_initial(""), "");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn email_parse_never_panics_and_keys_are_lowercase(s in "\\PC{0,300}") {
+                if let Ok(e) = Email::parse(&s) {
+                    prop_assert_eq!(e.key(), e.key().to_lowercase());
+                    prop_assert!(e.as_str().contains('@'));
+                }
+            }
+
+            #[test]
+            fn valid_names_survive_a_round_trip(s in "[a-zA-Z ]{1,200}") {
+                if let Ok(n) = UserName::parse(&s) {
+                    prop_assert_eq!(UserName::parse(n.as_str()).unwrap(), n);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Users in DynamoDB. The only module that knows table names, key shapes and attribute
+//! names.
+//!
+//! The users table holds two kinds of item: the user (`pk = USER#<id>`) and the claim on
+//! its folded email (`pk = EMAIL#<email>`). A create writes the user, the claim, the first
+//! audit entry and the outbox event in one transaction; the claim's
+//! `attribute_not_exists` condition is what makes emails unique, even under concurrent
+//! creates. Updates and deletes are conditioned on the version read, so a concurrent
+//! change makes them fail instead of overwriting it.
+
+use std::collections::HashMap;
+
+use aloft_shared::config::{self, ConfigError};
+use aloft_shared::cursor::{CursorCodec, Page};
+use aloft_shared::dynamo::{Item, StoreError, cancellation_codes, condition_failed_at, n, s};
+use aloft_shared::outbox::{Envelope, Outbox};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AuditAction, AuditEntry, Changes, SearchFilter, User, UserError, name_initial};
+
+const USER_PREFIX: &str = "USER#";
+const EMAIL_PREFIX: &str = "EMAIL#";
+const INDEX_BY_EMAIL: &str = "by-email";
+const INDEX_BY_ROLE: &str = "by-role";
+const INDEX_BY_NAME: &str = "by-name";
+const EVENT_SOURCE: &str = "aloft.users";
+/// A delete re-reads and retries when a concurrent update moved the version in between.
+const DELETE_ATTEMPTS: usize = 3;
+
+/// The user item: the domain user plus the folded keys the indexes are built on.
+#[derive(Debug, Serialize, Deserialize)]
+struct UserItem {
+    pk: String,
+    email_key: String,
+    name_key: String,
+    name_initial: String,
+    #[serde(flatten)]
+    user: User,
+}
+
+impl From<&User> for UserItem {
+    fn from(user: &User) -> Self {
+        let name_key = user.name.key();
+        Self {
+            pk: user_pk(&user.id),
+            email_key: user.email.key(),
+            name_initial: name_initial(&name_key),
+            name_key,
+            user: user.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AuditItem {
+    subject: String,
+    seq: u64,
+    #[serde(flatten)]
+    entry: AuditEntry,
+}
+
+fn user_pk(id: &str) -> String {
+    format!("{USER_PREFIX}{id}")
+}
+
+fn claim_pk(email_key: &str) -> String {
+    format!("{EMAIL_PREFIX}{email_key}")
+}
+
+#[derive(Debug, Clone)]
+pub struct UserStore {
+    client: aws_sdk_dynamodb::Client,
+    users_table: String,
+    audit_table: String,
+    outbox: Outbox,
+    cursors: CursorCodec,
+}
+
+impl UserStore {
+    /// Reads `USERS_TABLE`, `AUDIT_TABLE` (and the outbox's variables).
+    pub fn from_env(
+        config: &aloft_shared::aws::SdkConfig,
+        cursors: CursorCodec,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            client: aloft_shared::aws::dynamodb(config),
+            users_table: config::required("USERS_TABLE")?,
+            audit_table: config::required("AUDIT_TABLE")?,
+            outbox: Outbox::from_env(config)?,
+            cursors,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user.id))]
+    pub async fn create(&self, user: &User, actor: &str) -> Result<(), UserError> {
+        let event = Envelope::new("user.created", EVENT_SOURCE, user)?;
+        let items = vec![
+            self.put_user(user, "attribute_not_exists(pk)", None)?,
+            self.put_claim(user)?,
+            self.put_audit(user, AuditAction::Created, actor, user.creation_changes())?,
+            self.outbox.record(&event)?,
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => {}
+            Err(e) => {
+                if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 1)) {
+                    return Err(UserError::EmailTaken(user.email.as_str().to_owned()));
+                }
+                return Err(StoreError::from(e).into());
+            }
+        }
+        self.outbox.publish(&[event]).await;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn get(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .key("pk", s(user_pk(id)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        out.item.map(|item| Ok(serde_dynamo::from_item::<_, UserItem>(item)?.user)).transpose()
+    }
+
+    /// Writes `next` over `current` if nobody changed the user since `current` was read.
+    #[tracing::instrument(skip_all, fields(user_id = %current.id))]
+    pub async fn update(&self, current: &User, next: &User, changes: Changes, actor: &str) -> Result<(), UserError> {
+        let event = Envelope::new("user.updated", EVENT_SOURCE, serde_json::json!({"user": next, "changes": &changes}))?;
+        let mut items = vec![
+            self.put_user(next, "version = :expected", Some(current.version))?,
+            self.put_audit(next, AuditAction::Updated, actor, changes)?,
+            self.outbox.record(&event)?,
+        ];
+        let reclaims = current.email_key_changes(next);
+        if reclaims {
+            items.push(self.put_claim(next)?);
+            items.push(self.delete_claim(current)?);
+        }
+        if let Err(e) = self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            let Some(codes) = cancellation_codes(&e) else { return Err(StoreError::from(e).into()) };
+            if condition_failed_at(&codes, 0) {
+                return Err(self.stale_or_gone(&current.id, current.version).await);
+            }
+            if reclaims && condition_failed_at(&codes, 3) {
+                return Err(UserError::EmailTaken(next.email.as_str().to_owned()));
+            }
+            return Err(StoreError::from(e).into());
+        }
+        self.outbox.publish(&[event]).await;
+        Ok(())
+    }
+
+    /// Deletes the user and frees its email; the audit trail stays.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn delete(&self, id: &str, actor: &str) -> Result<(), UserError> {
+        for _ in 0..DELETE_ATTEMPTS {
+            let current = self.get(id).await?.ok_or_else(|| UserError::NotFound(id.to_owned()))?;
+            let event = Envelope::new(
+                "user.deleted",
+                EVENT_SOURCE,
+                serde_json::json!({"id": current.id, "email": current.email}),
+            )?;
+            // The deletion is the next entry in the user's history.
+            let mut gone = current.clone();
+            gone.version += 1;
+            gone.updated_at = aloft_shared::clock::rfc3339(aloft_shared::clock::now());
+            let delete_user = Delete::builder()
+                .table_name(&self.users_table)
+                .key("pk", s(user_pk(id)))
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(current.version))
+                .build()
+                .map_err(|e| StoreError::new("delete user", e))?;
+            let items = vec![
+                TransactWriteItem::builder().delete(delete_user).build(),
+                self.delete_claim(&current)?,
+                self.put_audit(&gone, AuditAction::Deleted, actor, current.deletion_changes())?,
+                self.outbox.record(&event)?,
+            ];
+            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => {
+                    self.outbox.publish(&[event]).await;
+                    return Ok(());
+                }
+                Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => continue,
+                Err(e) => return Err(StoreError::from(e).into()),
+            }
+        }
+        Err(StoreError(format!("user {id} kept changing during delete")).into())
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn search(&self, filter: &SearchFilter, limit: i32, cursor: Option<&str>) -> Result<Page<User>, UserError> {
+        let scope = filter.cursor_scope();
+        let start = self.decode_cursor(&scope, cursor)?;
+        let query = self.client.query().table_name(&self.users_table).limit(limit).set_exclusive_start_key(start);
+        let query = match filter {
+            SearchFilter::Email(key) => query
+                .index_name(INDEX_BY_EMAIL)
+                .key_condition_expression("email_key = :e")
+                .expression_attribute_values(":e", s(key)),
+            SearchFilter::Role(role) => query
+                .index_name(INDEX_BY_ROLE)
+                .key_condition_expression("#role = :r")
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":r", s(role.as_str())),
+            SearchFilter::NamePrefix(prefix) => query
+                .index_name(INDEX_BY_NAME)
+                .key_condition_expression("name_initial = :i AND begins_with(name_key, :p)")
+                .expression_attribute_values(":i", s(name_initial(prefix)))
+                .expression_attribute_values(":p", s(prefix)),
+        };
+        let out = query.send().await.map_err(StoreError::from)?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item::<_, UserItem>(item)?.user))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page { items, next_cursor: out.last_evaluated_key.map(|k| self.cursors.encode(&scope, &k)) })
+    }
+
+    /// The user's history, newest first. Kept after the user is deleted.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn audit(&self, id: &str, limit: i32, cursor: Option<&str>) -> Result<Page<AuditEntry>, UserError> {
+        let scope = format!("users:audit:{id}");
+        let start = self.decode_cursor(&scope, cursor)?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.audit_table)
+            .key_condition_expression("subject = :s")
+            .expression_attribute_values(":s", s(id))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(StoreError::from)?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.entry))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page { items, next_cursor: out.last_evaluated_key.map(|k| self.cursors.encode(&scope, &k)) })
+    }
+
+    fn decode_cursor(&self, scope: &str, cursor: Option<&str>) -> Result<Option<HashMap<String, AttributeValue>>, UserError> {
+        cursor
+            .map(|c| self.cursors.decode(scope, c))
+            .transpose()
+            .map_err(UserError::InvalidCursor)
+    }
+
+    async fn stale_or_gone(&self, id: &str, expected: u64) -> UserError {
+        match self.get(id).await {
+            Ok(Some(now)) => UserError::StaleVersion { expected, current: now.version },
+            Ok(None) => UserError::NotFound(id.to_owned()),
+            Err(e) => e.into(),
+        }
+    }
+
+    fn put_user(&self, user: &User, condition: &str, expected: Option<u64>) -> Result<TransactWriteItem, StoreError> {
+        let item: Item = serde_dynamo::to_item(UserItem::from(user))?;
+        let put = Put::builder()
+            .table_name(&self.users_table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(expected.map(|v| HashMap::from([(":expected".to_owned(), n(v))])))
+            .build()
+            .map_err(|e| StoreError::new("put user", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn put_claim(&self, user: &User) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.users_table)
+            .item("pk", s(claim_pk(&user.email.key())))
+            .item("user_id", s(&user.id))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::new("put email claim", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete_claim(&self, user: &User) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.users_table)
+            .key("pk", s(claim_pk(&user.email.key())))
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":id", s(&user.id))
+            .build()
+            .map_err(|e| StoreError::new("delete email claim", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    fn put_audit(&self, user: &User, action: AuditAction, actor: &str, changes: Changes) -> Result<TransactWriteItem, StoreError> {
+        let entry = AuditEntry { at: user.updated_at.clone(), action, actor: actor.to_owned(), changes };
+        let item: Item = serde_dynamo::to_item(AuditItem { subject: user.id.clone(), seq: user.version, entry })?;
+        let put = Put::builder()
+            .table_name(&self.audit_table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(seq)")
+            .build()
+            .map_err(|e| StoreError::new("put audit entry", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
