@@ -93,7 +93,10 @@ impl Scopes {
 
     /// Space-separated, as OAuth writes scopes and as the authorizer context carries them.
     pub fn parse(s: &str) -> Result<Self, UnknownScope> {
-        s.split_whitespace().map(Scope::from_str).collect::<Result<_, _>>().map(Self)
+        s.split_whitespace()
+            .map(Scope::from_str)
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 
     pub fn allows(&self, scope: Scope) -> bool {
@@ -126,17 +129,28 @@ pub struct Caller {
 impl Caller {
     /// Reads the authorizer context API Gateway attached to the request.
     pub fn from_parts(parts: &Parts) -> Result<Self, Problem> {
-        let missing = || Problem::unauthorized("no authorizer context on the request; call through the API");
-        let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>() else {
+        let missing =
+            || Problem::unauthorized("no authorizer context on the request; call through the API");
+        let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>()
+        else {
             return Err(missing());
         };
         let fields = &ctx.authorizer.as_ref().ok_or_else(missing)?.fields;
-        let key_id = fields.get(CONTEXT_KEY_ID).and_then(|v| v.as_str()).ok_or_else(missing)?;
-        let scopes = fields.get(CONTEXT_SCOPES).and_then(|v| v.as_str()).unwrap_or_default();
+        let key_id = fields
+            .get(CONTEXT_KEY_ID)
+            .and_then(|v| v.as_str())
+            .ok_or_else(missing)?;
+        let scopes = fields
+            .get(CONTEXT_SCOPES)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         // Unknown scopes in the context can only come from a newer authorizer; ignore them
         // rather than lock the caller out.
         let scopes = Scopes::new(scopes.split_whitespace().filter_map(|s| s.parse().ok()));
-        Ok(Self { key_id: key_id.to_owned(), scopes })
+        Ok(Self {
+            key_id: key_id.to_owned(),
+            scopes,
+        })
     }
 }
 
@@ -166,7 +180,10 @@ impl<S: RequiredScope + Send + Sync, St: Send + Sync> FromRequestParts<St> for A
         if !caller.scopes.allows(S::SCOPE) {
             return Err(Problem::insufficient_scope(S::SCOPE.as_str()));
         }
-        Ok(Self { caller, _scope: PhantomData })
+        Ok(Self {
+            caller,
+            _scope: PhantomData,
+        })
     }
 }
 
@@ -182,7 +199,10 @@ pub struct NewApiKey {
 
 impl fmt::Debug for NewApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewApiKey").field("key_id", &self.key_id).field("token", &"<redacted>").finish()
+        f.debug_struct("NewApiKey")
+            .field("key_id", &self.key_id)
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 
@@ -195,7 +215,11 @@ impl NewApiKey {
         rand::rng().fill_bytes(&mut secret);
         let token = format!("{TOKEN_PREFIX}{key_id}_{}", URL_SAFE_NO_PAD.encode(secret));
         let token_hash = hash_token(&token);
-        Self { key_id, token, token_hash }
+        Self {
+            key_id,
+            token,
+            token_hash,
+        }
     }
 }
 
@@ -211,14 +235,20 @@ pub fn key_id_of(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(TOKEN_PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
     let id_ok = id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit());
-    let secret_ok = secret.len() == 43 && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let secret_ok = secret.len() == 43
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     (id_ok && secret_ok).then_some(id)
 }
 
 /// The token from an `Authorization: Bearer <token>` header value.
 pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -239,7 +269,10 @@ mod tests {
     fn scopes_round_trip_and_reject_unknown_names() {
         let s = Scopes::parse("users:write  users:read").unwrap();
         assert_eq!(s.to_string(), "users:read users:write");
-        assert_eq!(Scopes::parse("users:read root"), Err(UnknownScope("root".into())));
+        assert_eq!(
+            Scopes::parse("users:read root"),
+            Err(UnknownScope("root".into()))
+        );
     }
 
     #[test]
@@ -254,7 +287,14 @@ mod tests {
 
     #[test]
     fn foreign_tokens_have_no_key_id() {
-        for t in ["", "aloft_", "aloft_abc_def", "Bearer x", "sk_live_123", "aloft_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz_0123456789012345678901234567890123456789012"] {
+        for t in [
+            "",
+            "aloft_",
+            "aloft_abc_def",
+            "Bearer x",
+            "sk_live_123",
+            "aloft_zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz_0123456789012345678901234567890123456789012",
+        ] {
             assert_eq!(key_id_of(t), None, "{t}");
         }
     }

@@ -3,8 +3,8 @@
 //! `aws_config` honours `AWS_ENDPOINT_URL`, so the same code talks to moto locally and
 //! to AWS when deployed; nothing here knows which.
 
-pub use aws_config::SdkConfig;
 use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 
 /// Loads region, credentials and endpoint from the environment (the Lambda sandbox
 /// provides all three; locally `local/` does).

@@ -6,7 +6,8 @@ use time::format_description::well_known::Rfc3339;
 pub fn now() -> OffsetDateTime {
     let now = OffsetDateTime::now_utc();
     // Millisecond precision keeps stored timestamps short and sortable as strings.
-    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now)
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now)
 }
 
 /// RFC 3339 with a fixed width (`2026-11-24T23:44:13.123Z`) so strings sort by time.

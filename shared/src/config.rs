@@ -16,9 +16,10 @@ pub fn required(name: &str) -> Result<String, ConfigError> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => Ok(v),
         Ok(_) | Err(std::env::VarError::NotPresent) => Err(ConfigError::Missing(name.to_owned())),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(ConfigError::Invalid { name: name.to_owned(), reason: "not valid UTF-8".into() })
-        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::Invalid {
+            name: name.to_owned(),
+            reason: "not valid UTF-8".into(),
+        }),
     }
 }
 
@@ -29,10 +30,12 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|e: T::Err| ConfigError::Invalid { name: name.to_owned(), reason: e.to_string() }),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })
+        }
         _ => Ok(default),
     }
 }
@@ -44,7 +47,10 @@ mod tests {
     #[test]
     fn missing_variable_is_named() {
         let err = required("ALOFT_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
-        assert_eq!(err.to_string(), "environment variable ALOFT_TEST_SURELY_UNSET_VARIABLE is not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable ALOFT_TEST_SURELY_UNSET_VARIABLE is not set"
+        );
     }
 
     #[test]

@@ -33,8 +33,11 @@ pub enum CursorError {
 
 impl From<CursorError> for Problem {
     fn from(e: CursorError) -> Self {
-        Problem::bad_request("invalid-cursor", format!("{e}; pass back `next_cursor` exactly as received"))
-            .with_errors(vec![FieldError::new("cursor", e.to_string())])
+        Problem::bad_request(
+            "invalid-cursor",
+            format!("{e}; pass back `next_cursor` exactly as received"),
+        )
+        .with_errors(vec![FieldError::new("cursor", e.to_string())])
     }
 }
 
@@ -60,7 +63,9 @@ pub struct CursorCodec {
 
 impl CursorCodec {
     pub fn new(master: &MasterKey) -> Self {
-        Self { key: master.derive("cursor") }
+        Self {
+            key: master.derive("cursor"),
+        }
     }
 
     pub fn encode(&self, scope: &str, last_key: &HashMap<String, AttributeValue>) -> String {
@@ -72,18 +77,34 @@ impl CursorCodec {
                 _ => None,
             })
             .collect();
-        let json = serde_json::to_vec(&Payload { s: scope.to_owned(), k }).unwrap_or_default();
+        let json = serde_json::to_vec(&Payload {
+            s: scope.to_owned(),
+            k,
+        })
+        .unwrap_or_default();
         let tag = self.key.sign(&json);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&json), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&json),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
-    pub fn decode(&self, scope: &str, cursor: &str) -> Result<HashMap<String, AttributeValue>, CursorError> {
+    pub fn decode(
+        &self,
+        scope: &str,
+        cursor: &str,
+    ) -> Result<HashMap<String, AttributeValue>, CursorError> {
         if cursor.len() > MAX_CURSOR_LEN {
             return Err(CursorError::Malformed);
         }
         let (body, tag) = cursor.split_once('.').ok_or(CursorError::Malformed)?;
-        let json = URL_SAFE_NO_PAD.decode(body).map_err(|_| CursorError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| CursorError::Malformed)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CursorError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| CursorError::Malformed)?;
         if !self.key.verify(&json, &tag) {
             return Err(CursorError::BadSignature);
         }
@@ -107,10 +128,15 @@ impl CursorCodec {
 
 /// `limit` query parameter: 1–100, default 25.
 pub fn parse_limit(raw: Option<&str>) -> Result<i32, FieldError> {
-    let Some(raw) = raw else { return Ok(DEFAULT_LIMIT) };
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
     match raw.trim().parse::<i32>() {
         Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(FieldError::new("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+        _ => Err(FieldError::new(
+            "limit",
+            format!("must be a whole number from 1 to {MAX_LIMIT}"),
+        )),
     }
 }
 
@@ -148,13 +174,19 @@ mod tests {
     fn rejects_another_querys_cursor() {
         let c = codec(b"a master key that is long enough!!");
         let cursor = c.encode("role:admin", &key());
-        assert_eq!(c.decode("role:viewer", &cursor), Err(CursorError::WrongScope));
+        assert_eq!(
+            c.decode("role:viewer", &cursor),
+            Err(CursorError::WrongScope)
+        );
     }
 
     #[test]
     fn rejects_another_deployments_cursor() {
         let cursor = codec(b"one master key that is long enough").encode("s", &key());
-        assert_eq!(codec(b"another master key, long enough too").decode("s", &cursor), Err(CursorError::BadSignature));
+        assert_eq!(
+            codec(b"another master key, long enough too").decode("s", &cursor),
+            Err(CursorError::BadSignature)
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Option<Vec
 
 /// Whether item `index` of a cancelled transaction failed its condition.
 pub fn condition_failed_at(codes: &[String], index: usize) -> bool {
-    codes.get(index).is_some_and(|c| c == "ConditionalCheckFailed")
+    codes
+        .get(index)
+        .is_some_and(|c| c == "ConditionalCheckFailed")
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {

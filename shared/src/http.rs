@@ -17,8 +17,15 @@ pub fn with_platform_layers(router: Router) -> Router {
     router
         .fallback(|| async { Problem::not_found("no such route").into_response() })
         .method_not_allowed_fallback(|| async {
-            Problem::new(http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
-                .into_response()
+            Problem::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            )
+            .into_response()
         })
-        .layer(axum::middleware::from_fn_with_state(RequestTelemetry::from_env(), telemetry::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            RequestTelemetry::from_env(),
+            telemetry::observe,
+        ))
 }

@@ -31,11 +31,21 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    pub async fn load(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Self, MasterKeyError> {
-        let out = client.get_secret_value().secret_id(secret_id).send().await.map_err(|e| MasterKeyError::Fetch {
-            secret_id: secret_id.to_owned(),
-            source: Box::new(std::io::Error::other(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())),
-        })?;
+    pub async fn load(
+        client: &aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+    ) -> Result<Self, MasterKeyError> {
+        let out = client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| MasterKeyError::Fetch {
+                secret_id: secret_id.to_owned(),
+                source: Box::new(std::io::Error::other(
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )),
+            })?;
         match out.secret_string() {
             Some(s) if s.len() >= 32 => Ok(Self(s.as_bytes().to_vec())),
             _ => Err(MasterKeyError::Unusable(secret_id.to_owned())),

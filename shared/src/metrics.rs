@@ -37,7 +37,12 @@ pub struct MetricRecord {
 
 impl MetricRecord {
     pub fn new(namespace: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), dimensions: Vec::new(), dimension_sets: Vec::new(), metrics: Vec::new() }
+        Self {
+            namespace: namespace.into(),
+            dimensions: Vec::new(),
+            dimension_sets: Vec::new(),
+            metrics: Vec::new(),
+        }
     }
 
     pub fn dimension(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -46,7 +51,8 @@ impl MetricRecord {
     }
 
     pub fn dimension_set(mut self, names: &[&str]) -> Self {
-        self.dimension_sets.push(names.iter().map(|s| (*s).to_owned()).collect());
+        self.dimension_sets
+            .push(names.iter().map(|s| (*s).to_owned()).collect());
         self
     }
 
@@ -57,8 +63,11 @@ impl MetricRecord {
 
     pub fn to_json(&self, timestamp_ms: i64) -> Value {
         let mut root = Map::new();
-        let definitions: Vec<Value> =
-            self.metrics.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit.as_str()})).collect();
+        let definitions: Vec<Value> = self
+            .metrics
+            .iter()
+            .map(|(name, _, unit)| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
         root.insert(
             "_aws".into(),
             json!({
@@ -102,7 +111,10 @@ mod tests {
         let m = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(m["Namespace"], "aloft");
         assert_eq!(m["Dimensions"], json!([["Function", "StatusClass"]]));
-        assert_eq!(m["Metrics"], json!([{"Name": "Latency", "Unit": "Milliseconds"}]));
+        assert_eq!(
+            m["Metrics"],
+            json!([{"Name": "Latency", "Unit": "Milliseconds"}])
+        );
         assert_eq!(v["Latency"], 12.5);
         assert_eq!(v["StatusClass"], "2xx");
     }

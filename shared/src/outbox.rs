@@ -62,7 +62,8 @@ impl Outbox {
     /// The transaction item that records `event`; put it in the same
     /// `TransactWriteItems` as the change.
     pub fn record(&self, event: &Envelope) -> Result<TransactWriteItem, StoreError> {
-        let body = serde_json::to_string(event).map_err(|e| StoreError::new("event envelope", e))?;
+        let body =
+            serde_json::to_string(event).map_err(|e| StoreError::new("event envelope", e))?;
         let item: Item = [
             ("id".to_owned(), s(&event.id)),
             ("type".to_owned(), s(&event.event_type)),
@@ -92,7 +93,8 @@ impl Outbox {
 
     #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type))]
     async fn publish_one(&self, event: &Envelope) -> Result<(), StoreError> {
-        let body = serde_json::to_string(event).map_err(|e| StoreError::new("event envelope", e))?;
+        let body =
+            serde_json::to_string(event).map_err(|e| StoreError::new("event envelope", e))?;
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
@@ -129,13 +131,21 @@ mod tests {
 
     #[test]
     fn envelope_has_the_documented_shape() {
-        let e = Envelope::new("user.created", "aloft.users", serde_json::json!({"id": "u1"})).unwrap();
+        let e = Envelope::new(
+            "user.created",
+            "aloft.users",
+            serde_json::json!({"id": "u1"}),
+        )
+        .unwrap();
         let v = serde_json::to_value(&e).unwrap();
         let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, ["data", "id", "occurred_at", "source", "type"]);
         assert_eq!(v["type"], "user.created");
         assert!(crate::clock::parse_rfc3339(&e.occurred_at).is_some());
-        assert_ne!(e.id, Envelope::new("user.created", "aloft.users", ()).unwrap().id);
+        assert_ne!(
+            e.id,
+            Envelope::new("user.created", "aloft.users", ()).unwrap().id
+        );
     }
 }

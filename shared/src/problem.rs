@@ -20,15 +20,20 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub type_uri: String,
-    pub title: String,
+    /// Serialized as the `type` URI; kept as the bare slug (a literal) so a `Problem`
+    /// stays small enough to return by value.
+    #[serde(rename = "type", serialize_with = "serialize_type")]
+    slug: &'static str,
+    pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -40,10 +45,10 @@ pub struct Problem {
 
 impl Problem {
     /// A problem of type `urn:aloft:problem:{slug}`.
-    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str) -> Self {
         Self {
-            type_uri: format!("{TYPE_PREFIX}{slug}"),
-            title: title.to_owned(),
+            slug,
+            title,
             status: status.as_u16(),
             detail: None,
             errors: Vec::new(),
@@ -67,7 +72,9 @@ impl Problem {
     }
 
     pub fn slug(&self) -> &str {
-        self.type_uri.strip_prefix(TYPE_PREFIX).unwrap_or(&self.type_uri)
+        self.type_uri
+            .strip_prefix(TYPE_PREFIX)
+            .unwrap_or(&self.type_uri)
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -79,12 +86,22 @@ impl Problem {
 
     /// 422: the body parsed but fields break the rules; each one is named.
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request fields").detail(detail).with_errors(errors)
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid request fields",
+        )
+        .detail(detail)
+        .with_errors(errors)
     }
 
     /// 400: the request could not be read at all.
-    pub fn bad_request(slug: &str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, slug, "Bad request").detail(detail)
     }
 
@@ -97,15 +114,29 @@ impl Problem {
     }
 
     pub fn insufficient_scope(required: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "insufficient-scope", "Insufficient scope")
-            .detail(format!("this route requires the `{required}` scope (or `admin`)"))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient-scope",
+            "Insufficient scope",
+        )
+        .detail(format!(
+            "this route requires the `{required}` scope (or `admin`)"
+        ))
     }
 
     /// 500 without internals: the cause goes to the log, never to the caller.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error")
-            .detail("the request failed on our side; it is safe to retry")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .detail("the request failed on our side; it is safe to retry")
     }
+}
+
+fn serialize_type<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{TYPE_PREFIX}{slug}"))
 }
 
 impl std::fmt::Display for Problem {
@@ -145,7 +176,10 @@ mod tests {
 
     #[tokio::test]
     async fn validation_problem_names_every_field() {
-        let p = Problem::validation(vec![FieldError::new("email", "is not an email"), FieldError::new("role", "unknown")]);
+        let p = Problem::validation(vec![
+            FieldError::new("email", "is not an email"),
+            FieldError::new("role", "unknown"),
+        ]);
         let r = p.into_response();
         assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(r.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
@@ -153,7 +187,12 @@ mod tests {
         assert_eq!(v["type"], "urn:aloft:problem:validation");
         assert_eq!(v["errors"][0]["field"], "email");
         assert_eq!(v["errors"][1]["field"], "role");
-        assert!(v["detail"].as_str().unwrap().contains("email: is not an email"));
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap()
+                .contains("email: is not an email")
+        );
     }
 
     #[tokio::test]

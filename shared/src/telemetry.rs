@@ -46,9 +46,13 @@ impl RequestTelemetry {
     /// Function name from `AWS_LAMBDA_FUNCTION_NAME` (set by Lambda and by `local/`),
     /// namespace from `METRICS_NAMESPACE` (default `aloft`).
     pub fn from_env() -> Self {
-        let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "unknown".into());
+        let function =
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "unknown".into());
         let namespace = std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "aloft".into());
-        Self { function: function.into(), namespace: namespace.into() }
+        Self {
+            function: function.into(),
+            namespace: namespace.into(),
+        }
     }
 }
 
@@ -56,9 +60,16 @@ impl RequestTelemetry {
 pub async fn observe(State(t): State<RequestTelemetry>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let cold_start = COLD.swap(false, Ordering::Relaxed);
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let request_id =
-        req.extensions().get::<lambda_http::Context>().map(|c| c.request_id.clone()).unwrap_or_default();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id = req
+        .extensions()
+        .get::<lambda_http::Context>()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default();
     let method = req.method().clone();
     let span = tracing::info_span!("request", function = %t.function, %request_id, cold_start, %method, %route);
     let response = next.run(req).instrument(span.clone()).await;

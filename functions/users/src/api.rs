@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::domain::{
-    AuditEntry, CreateUserRequest, NewUser, SearchFilter, SearchParams, UpdateUserRequest, User, UserError,
-    UserPatch, etag, parse_if_match,
+    AuditEntry, CreateUserRequest, NewUser, SearchFilter, SearchParams, UpdateUserRequest, User,
+    UserError, UserPatch, etag, parse_if_match,
 };
 use crate::store::UserStore;
 
@@ -31,10 +31,19 @@ async fn create(
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> Result<Response, UserError> {
     let new = NewUser::parse(&req).map_err(UserError::Invalid)?;
-    let user = User::create(uuid::Uuid::new_v4().to_string(), new, &clock::rfc3339(clock::now()));
+    let user = User::create(
+        uuid::Uuid::new_v4().to_string(),
+        new,
+        &clock::rfc3339(clock::now()),
+    );
     store.create(&user, auth.key_id()).await?;
     let location = format!("/users/{}", user.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], with_etag(user)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        with_etag(user),
+    )
+        .into_response())
 }
 
 async fn fetch(
@@ -55,13 +64,21 @@ async fn update(
 ) -> Result<Response, UserError> {
     let patch = UserPatch::parse(&req).map_err(UserError::Invalid)?;
     let expected = if_match(&headers)?;
-    let current = store.get(&id).await?.ok_or_else(|| UserError::NotFound(id.clone()))?;
+    let current = store
+        .get(&id)
+        .await?
+        .ok_or_else(|| UserError::NotFound(id.clone()))?;
     if current.version != expected {
-        return Err(UserError::StaleVersion { expected, current: current.version });
+        return Err(UserError::StaleVersion {
+            expected,
+            current: current.version,
+        });
     }
     let (next, changes) = current.apply(&patch, &clock::rfc3339(clock::now()));
     if !changes.is_empty() {
-        store.update(&current, &next, changes, auth.key_id()).await?;
+        store
+            .update(&current, &next, changes, auth.key_id())
+            .await?;
     }
     Ok(with_etag(next))
 }
@@ -83,7 +100,11 @@ async fn search(
     let filter = SearchFilter::parse(&params);
     let limit = parse_limit(params.limit.as_deref());
     let (filter, limit) = collect_errors(filter, limit)?;
-    Ok(Json(store.search(&filter, limit, params.cursor.as_deref()).await?))
+    Ok(Json(
+        store
+            .search(&filter, limit, params.cursor.as_deref())
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,22 +129,33 @@ async fn audit(
     Ok(Json(page))
 }
 
-fn collect_errors<A, B>(a: Result<A, FieldError>, b: Result<B, FieldError>) -> Result<(A, B), UserError> {
+fn collect_errors<A, B>(
+    a: Result<A, FieldError>,
+    b: Result<B, FieldError>,
+) -> Result<(A, B), UserError> {
     match (a, b) {
         (Ok(a), Ok(b)) => Ok((a, b)),
-        (a, b) => Err(UserError::Invalid(a.err().into_iter().chain(b.err()).collect())),
+        (a, b) => Err(UserError::Invalid(
+            a.err().into_iter().chain(b.err()).collect(),
+        )),
     }
 }
 
 fn if_match(headers: &HeaderMap) -> Result<u64, UserError> {
-    let raw = headers.get(header::IF_MATCH).ok_or(UserError::PreconditionRequired)?;
+    let raw = headers
+        .get(header::IF_MATCH)
+        .ok_or(UserError::PreconditionRequired)?;
     raw.to_str().ok().and_then(parse_if_match).ok_or_else(|| {
-        UserError::Invalid(vec![FieldError::new("If-Match", "must be the ETag of the user, e.g. \"3\"")])
+        UserError::Invalid(vec![FieldError::new(
+            "If-Match",
+            "must be the ETag of the user, e.g. \"3\"",
+        )])
     })
 }
 
 fn with_etag(user: User) -> Response {
-    let tag = HeaderValue::from_str(&etag(user.version)).unwrap_or(HeaderValue::from_static("\"0\""));
+    let tag =
+        HeaderValue::from_str(&etag(user.version)).unwrap_or(HeaderValue::from_static("\"0\""));
     ([(header::ETAG, tag)], Json(user)).into_response()
 }
 

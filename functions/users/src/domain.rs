@@ -32,7 +32,9 @@ impl Email {
             return Err("must look like name@example.com".into());
         };
         let domain_ok = domain.contains('.')
-            && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
+            && domain
+                .split('.')
+                .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
             && !domain.contains('@');
         if local.is_empty() || local.chars().count() > 64 || local.contains('@') || !domain_ok {
             return Err("must look like name@example.com".into());
@@ -200,7 +202,9 @@ fn required<T>(
             errors.push(FieldError::new(field, "is required"));
             None
         }
-        Some(v) => parse(v).map_err(|m| errors.push(FieldError::new(field, m))).ok(),
+        Some(v) => parse(v)
+            .map_err(|m| errors.push(FieldError::new(field, m)))
+            .ok(),
     }
 }
 
@@ -211,7 +215,9 @@ impl NewUser {
         let name = required("name", req.name.as_deref(), UserName::parse, &mut errors);
         let role = required("role", req.role.as_deref(), Role::parse, &mut errors);
         match (email, name, role) {
-            (Some(email), Some(name), Some(role)) if errors.is_empty() => Ok(Self { email, name, role }),
+            (Some(email), Some(name), Some(role)) if errors.is_empty() => {
+                Ok(Self { email, name, role })
+            }
             _ => Err(errors),
         }
     }
@@ -236,10 +242,15 @@ impl UserPatch {
             match f {
                 PatchField::Absent => None,
                 PatchField::Null => {
-                    errors.push(FieldError::new(name, "cannot be null; omit it to leave it unchanged"));
+                    errors.push(FieldError::new(
+                        name,
+                        "cannot be null; omit it to leave it unchanged",
+                    ));
                     None
                 }
-                PatchField::Value(v) => parse(v).map_err(|m| errors.push(FieldError::new(name, m))).ok(),
+                PatchField::Value(v) => parse(v)
+                    .map_err(|m| errors.push(FieldError::new(name, m)))
+                    .ok(),
             }
         }
         let mut errors = Vec::new();
@@ -253,9 +264,16 @@ impl UserPatch {
             (PatchField::Absent, PatchField::Absent, PatchField::Absent)
         );
         if all_absent {
-            errors.push(FieldError::new("body", "must set at least one of email, name, role"));
+            errors.push(FieldError::new(
+                "body",
+                "must set at least one of email, name, role",
+            ));
         }
-        if errors.is_empty() { Ok(patch) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -305,12 +323,34 @@ impl User {
 
     /// Every field from nothing to its value.
     pub fn creation_changes(&self) -> Changes {
-        self.fields().into_iter().map(|(k, v)| (k.to_owned(), Change { from: None, to: Some(v) })).collect()
+        self.fields()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    Change {
+                        from: None,
+                        to: Some(v),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Every field from its value to nothing.
     pub fn deletion_changes(&self) -> Changes {
-        self.fields().into_iter().map(|(k, v)| (k.to_owned(), Change { from: Some(v), to: None })).collect()
+        self.fields()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    Change {
+                        from: Some(v),
+                        to: None,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The user after `patch`, and what changed. A patch that changes nothing yields no
@@ -331,7 +371,15 @@ impl User {
             .into_iter()
             .zip(next.fields())
             .filter(|((_, a), (_, b))| a != b)
-            .map(|((k, a), (_, b))| (k.to_owned(), Change { from: Some(a), to: Some(b) }))
+            .map(|((k, a), (_, b))| {
+                (
+                    k.to_owned(),
+                    Change {
+                        from: Some(a),
+                        to: Some(b),
+                    },
+                )
+            })
             .collect();
         if !changes.is_empty() {
             next.version += 1;
@@ -370,7 +418,10 @@ pub struct AuditEntry {
 pub fn parse_if_match(raw: &str) -> Option<u64> {
     let v = raw.trim();
     let v = v.strip_prefix("W/").unwrap_or(v);
-    let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+    let v = v
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v);
     v.parse().ok()
 }
 
@@ -401,25 +452,51 @@ pub enum SearchFilter {
 
 impl SearchFilter {
     pub fn parse(p: &SearchParams) -> Result<Self, FieldError> {
-        let given: Vec<&str> = [("email", &p.email), ("role", &p.role), ("name_prefix", &p.name_prefix)]
-            .into_iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|(k, _)| k)
-            .collect();
+        let given: Vec<&str> = [
+            ("email", &p.email),
+            ("role", &p.role),
+            ("name_prefix", &p.name_prefix),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k)
+        .collect();
         match given.as_slice() {
-            [] => return Err(FieldError::new("query", "give one of email, role, name_prefix")),
+            [] => {
+                return Err(FieldError::new(
+                    "query",
+                    "give one of email, role, name_prefix",
+                ));
+            }
             [_] => {}
-            many => return Err(FieldError::new(many[1], format!("give only one of {}", many.join(", ")))),
+            many => {
+                return Err(FieldError::new(
+                    many[1],
+                    format!("give only one of {}", many.join(", ")),
+                ));
+            }
         }
         if let Some(e) = &p.email {
-            return Email::parse(e).map(|e| Self::Email(e.key())).map_err(|m| FieldError::new("email", m));
+            return Email::parse(e)
+                .map(|e| Self::Email(e.key()))
+                .map_err(|m| FieldError::new("email", m));
         }
         if let Some(r) = &p.role {
-            return Role::parse(r).map(Self::Role).map_err(|m| FieldError::new("role", m));
+            return Role::parse(r)
+                .map(Self::Role)
+                .map_err(|m| FieldError::new("role", m));
         }
-        let prefix = p.name_prefix.as_deref().unwrap_or_default().trim().to_lowercase();
+        let prefix = p
+            .name_prefix
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
         if prefix.is_empty() || prefix.chars().count() > MAX_NAME_CHARS {
-            return Err(FieldError::new("name_prefix", format!("must be 1 to {MAX_NAME_CHARS} characters")));
+            return Err(FieldError::new(
+                "name_prefix",
+                format!("must be 1 to {MAX_NAME_CHARS} characters"),
+            ));
         }
         Ok(Self::NamePrefix(prefix))
     }
@@ -464,11 +541,18 @@ mod tests {
 
     #[test]
     fn emails() {
-        let ok = ["a@b.co", "  Ada.Lovelace+x@Example.COM ", "x@sub.domain.org"];
+        let ok = [
+            "a@b.co",
+            "  Ada.Lovelace+x@Example.COM ",
+            "x@sub.domain.org",
+        ];
         for e in ok {
             assert!(Email::parse(e).is_ok(), "{e}");
         }
-        let bad = ["", "   ", "plain", "@b.co", "a@", "a@b", "a@.co", "a@b..co", "a b@c.co", "a@@b.co", "a@b\n.co", "a@-b.co"];
+        let bad = [
+            "", "   ", "plain", "@b.co", "a@", "a@b", "a@.co", "a@b..co", "a b@c.co", "a@@b.co",
+            "a@b\n.co", "a@-b.co",
+        ];
         for e in bad {
             assert!(Email::parse(e).is_err(), "{e:?}");
         }
@@ -485,7 +569,10 @@ mod tests {
         assert!(UserName::parse("").is_err());
         assert!(UserName::parse(" \t ").is_err());
         assert!(UserName::parse("a\u{0}b").is_err());
-        assert!(UserName::parse(&"é".repeat(200)).is_ok(), "200 characters, 400 bytes");
+        assert!(
+            UserName::parse(&"é".repeat(200)).is_ok(),
+            "200 characters, 400 bytes"
+        );
         assert!(UserName::parse(&"é".repeat(201)).is_err());
     }
 
@@ -501,7 +588,11 @@ mod tests {
 
     #[test]
     fn create_request_reports_every_bad_field() {
-        let req = CreateUserRequest { email: Some("nope".into()), name: None, role: Some("boss".into()) };
+        let req = CreateUserRequest {
+            email: Some("nope".into()),
+            name: None,
+            role: Some("boss".into()),
+        };
         let errors = NewUser::parse(&req).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["email", "name", "role"]);
@@ -530,15 +621,31 @@ mod tests {
     #[test]
     fn apply_records_only_real_changes_and_bumps_the_version() {
         let u = user();
-        let patch = UserPatch { role: Some(Role::Admin), name: Some(UserName::parse("Ada").unwrap()), email: None };
+        let patch = UserPatch {
+            role: Some(Role::Admin),
+            name: Some(UserName::parse("Ada").unwrap()),
+            email: None,
+        };
         let (next, changes) = u.apply(&patch, "later");
         assert_eq!(next.version, 2);
         assert_eq!(next.updated_at, "later");
         assert_eq!(next.created_at, u.created_at);
         assert_eq!(changes.keys().collect::<Vec<_>>(), ["role"]);
-        assert_eq!(changes["role"], Change { from: Some("member".into()), to: Some("admin".into()) });
+        assert_eq!(
+            changes["role"],
+            Change {
+                from: Some("member".into()),
+                to: Some("admin".into())
+            }
+        );
 
-        let (same, none) = u.apply(&UserPatch { role: Some(Role::Member), ..Default::default() }, "later");
+        let (same, none) = u.apply(
+            &UserPatch {
+                role: Some(Role::Member),
+                ..Default::default()
+            },
+            "later",
+        );
         assert!(none.is_empty());
         assert_eq!(same, u);
     }
@@ -546,11 +653,17 @@ mod tests {
     #[test]
     fn email_case_change_is_not_a_new_identity() {
         let u = user();
-        let patch = UserPatch { email: Some(Email::parse("ADA@example.com").unwrap()), ..Default::default() };
+        let patch = UserPatch {
+            email: Some(Email::parse("ADA@example.com").unwrap()),
+            ..Default::default()
+        };
         let (next, changes) = u.apply(&patch, "later");
         assert!(changes.contains_key("email"));
         assert!(!u.email_key_changes(&next));
-        let patch = UserPatch { email: Some(Email::parse("lovelace@example.com").unwrap()), ..Default::default() };
+        let patch = UserPatch {
+            email: Some(Email::parse("lovelace@example.com").unwrap()),
+            ..Default::default()
+        };
         assert!(u.email_key_changes(&u.apply(&patch, "later").0));
     }
 
@@ -572,14 +685,46 @@ mod tests {
             name_prefix: name.map(Into::into),
             ..Default::default()
         };
-        assert_eq!(SearchFilter::parse(&p(Some(" Ada@X.io "), None, None)), Ok(SearchFilter::Email("ada@x.io".into())));
-        assert_eq!(SearchFilter::parse(&p(None, Some("viewer"), None)), Ok(SearchFilter::Role(Role::Viewer)));
-        assert_eq!(SearchFilter::parse(&p(None, None, Some("AdA"))), Ok(SearchFilter::NamePrefix("ada".into())));
-        assert_eq!(SearchFilter::parse(&p(None, None, None)).unwrap_err().field, "query");
-        assert_eq!(SearchFilter::parse(&p(Some("a@b.co"), Some("admin"), None)).unwrap_err().field, "role");
-        assert_eq!(SearchFilter::parse(&p(None, Some("boss"), None)).unwrap_err().field, "role");
-        assert_eq!(SearchFilter::parse(&p(None, None, Some("  "))).unwrap_err().field, "name_prefix");
-        assert_eq!(SearchFilter::parse(&p(Some("nope"), None, None)).unwrap_err().field, "email");
+        assert_eq!(
+            SearchFilter::parse(&p(Some(" Ada@X.io "), None, None)),
+            Ok(SearchFilter::Email("ada@x.io".into()))
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(None, Some("viewer"), None)),
+            Ok(SearchFilter::Role(Role::Viewer))
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(None, None, Some("AdA"))),
+            Ok(SearchFilter::NamePrefix("ada".into()))
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(None, None, None)).unwrap_err().field,
+            "query"
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(Some("a@b.co"), Some("admin"), None))
+                .unwrap_err()
+                .field,
+            "role"
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(None, Some("boss"), None))
+                .unwrap_err()
+                .field,
+            "role"
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(None, None, Some("  ")))
+                .unwrap_err()
+                .field,
+            "name_prefix"
+        );
+        assert_eq!(
+            SearchFilter::parse(&p(Some("nope"), None, None))
+                .unwrap_err()
+                .field,
+            "email"
+        );
         assert_ne!(
             SearchFilter::Role(Role::Admin).cursor_scope(),
             SearchFilter::Role(Role::Viewer).cursor_scope()

@@ -17,7 +17,9 @@ use aloft_shared::outbox::{Envelope, Outbox};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AuditAction, AuditEntry, Changes, SearchFilter, User, UserError, name_initial};
+use crate::domain::{
+    AuditAction, AuditEntry, Changes, SearchFilter, User, UserError, name_initial,
+};
 
 const USER_PREFIX: &str = "USER#";
 const EMAIL_PREFIX: &str = "EMAIL#";
@@ -101,7 +103,13 @@ impl UserStore {
             self.put_audit(user, AuditAction::Created, actor, user.creation_changes())?,
             self.outbox.record(&event)?,
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 1)) {
@@ -124,13 +132,25 @@ impl UserStore {
             .consistent_read(true)
             .send()
             .await?;
-        out.item.map(|item| Ok(serde_dynamo::from_item::<_, UserItem>(item)?.user)).transpose()
+        out.item
+            .map(|item| Ok(serde_dynamo::from_item::<_, UserItem>(item)?.user))
+            .transpose()
     }
 
     /// Writes `next` over `current` if nobody changed the user since `current` was read.
     #[tracing::instrument(skip_all, fields(user_id = %current.id))]
-    pub async fn update(&self, current: &User, next: &User, changes: Changes, actor: &str) -> Result<(), UserError> {
-        let event = Envelope::new("user.updated", EVENT_SOURCE, serde_json::json!({"user": next, "changes": &changes}))?;
+    pub async fn update(
+        &self,
+        current: &User,
+        next: &User,
+        changes: Changes,
+        actor: &str,
+    ) -> Result<(), UserError> {
+        let event = Envelope::new(
+            "user.updated",
+            EVENT_SOURCE,
+            serde_json::json!({"user": next, "changes": &changes}),
+        )?;
         let mut items = vec![
             self.put_user(next, "version = :expected", Some(current.version))?,
             self.put_audit(next, AuditAction::Updated, actor, changes)?,
@@ -141,8 +161,16 @@ impl UserStore {
             items.push(self.put_claim(next)?);
             items.push(self.delete_claim(current)?);
         }
-        if let Err(e) = self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            let Some(codes) = cancellation_codes(&e) else { return Err(StoreError::from(e).into()) };
+        if let Err(e) = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            let Some(codes) = cancellation_codes(&e) else {
+                return Err(StoreError::from(e).into());
+            };
             if condition_failed_at(&codes, 0) {
                 return Err(self.stale_or_gone(&current.id, current.version).await);
             }
@@ -159,7 +187,10 @@ impl UserStore {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn delete(&self, id: &str, actor: &str) -> Result<(), UserError> {
         for _ in 0..DELETE_ATTEMPTS {
-            let current = self.get(id).await?.ok_or_else(|| UserError::NotFound(id.to_owned()))?;
+            let current = self
+                .get(id)
+                .await?
+                .ok_or_else(|| UserError::NotFound(id.to_owned()))?;
             let event = Envelope::new(
                 "user.deleted",
                 EVENT_SOURCE,
@@ -179,15 +210,28 @@ impl UserStore {
             let items = vec![
                 TransactWriteItem::builder().delete(delete_user).build(),
                 self.delete_claim(&current)?,
-                self.put_audit(&gone, AuditAction::Deleted, actor, current.deletion_changes())?,
+                self.put_audit(
+                    &gone,
+                    AuditAction::Deleted,
+                    actor,
+                    current.deletion_changes(),
+                )?,
                 self.outbox.record(&event)?,
             ];
-            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
                 Ok(_) => {
                     self.outbox.publish(&[event]).await;
                     return Ok(());
                 }
-                Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => continue,
+                Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
+                    continue;
+                }
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }
@@ -195,10 +239,20 @@ impl UserStore {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn search(&self, filter: &SearchFilter, limit: i32, cursor: Option<&str>) -> Result<Page<User>, UserError> {
+    pub async fn search(
+        &self,
+        filter: &SearchFilter,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<User>, UserError> {
         let scope = filter.cursor_scope();
         let start = self.decode_cursor(&scope, cursor)?;
-        let query = self.client.query().table_name(&self.users_table).limit(limit).set_exclusive_start_key(start);
+        let query = self
+            .client
+            .query()
+            .table_name(&self.users_table)
+            .limit(limit)
+            .set_exclusive_start_key(start);
         let query = match filter {
             SearchFilter::Email(key) => query
                 .index_name(INDEX_BY_EMAIL)
@@ -222,12 +276,22 @@ impl UserStore {
             .into_iter()
             .map(|item| Ok(serde_dynamo::from_item::<_, UserItem>(item)?.user))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Page { items, next_cursor: out.last_evaluated_key.map(|k| self.cursors.encode(&scope, &k)) })
+        Ok(Page {
+            items,
+            next_cursor: out
+                .last_evaluated_key
+                .map(|k| self.cursors.encode(&scope, &k)),
+        })
     }
 
     /// The user's history, newest first. Kept after the user is deleted.
     #[tracing::instrument(skip_all, fields(user_id = %id))]
-    pub async fn audit(&self, id: &str, limit: i32, cursor: Option<&str>) -> Result<Page<AuditEntry>, UserError> {
+    pub async fn audit(
+        &self,
+        id: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEntry>, UserError> {
         let scope = format!("users:audit:{id}");
         let start = self.decode_cursor(&scope, cursor)?;
         let out = self
@@ -248,10 +312,19 @@ impl UserStore {
             .into_iter()
             .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.entry))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Page { items, next_cursor: out.last_evaluated_key.map(|k| self.cursors.encode(&scope, &k)) })
+        Ok(Page {
+            items,
+            next_cursor: out
+                .last_evaluated_key
+                .map(|k| self.cursors.encode(&scope, &k)),
+        })
     }
 
-    fn decode_cursor(&self, scope: &str, cursor: Option<&str>) -> Result<Option<HashMap<String, AttributeValue>>, UserError> {
+    fn decode_cursor(
+        &self,
+        scope: &str,
+        cursor: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, UserError> {
         cursor
             .map(|c| self.cursors.decode(scope, c))
             .transpose()
@@ -260,19 +333,29 @@ impl UserStore {
 
     async fn stale_or_gone(&self, id: &str, expected: u64) -> UserError {
         match self.get(id).await {
-            Ok(Some(now)) => UserError::StaleVersion { expected, current: now.version },
+            Ok(Some(now)) => UserError::StaleVersion {
+                expected,
+                current: now.version,
+            },
             Ok(None) => UserError::NotFound(id.to_owned()),
             Err(e) => e.into(),
         }
     }
 
-    fn put_user(&self, user: &User, condition: &str, expected: Option<u64>) -> Result<TransactWriteItem, StoreError> {
+    fn put_user(
+        &self,
+        user: &User,
+        condition: &str,
+        expected: Option<u64>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let item: Item = serde_dynamo::to_item(UserItem::from(user))?;
         let put = Put::builder()
             .table_name(&self.users_table)
             .set_item(Some(item))
             .condition_expression(condition)
-            .set_expression_attribute_values(expected.map(|v| HashMap::from([(":expected".to_owned(), n(v))])))
+            .set_expression_attribute_values(
+                expected.map(|v| HashMap::from([(":expected".to_owned(), n(v))])),
+            )
             .build()
             .map_err(|e| StoreError::new("put user", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -300,9 +383,24 @@ impl UserStore {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    fn put_audit(&self, user: &User, action: AuditAction, actor: &str, changes: Changes) -> Result<TransactWriteItem, StoreError> {
-        let entry = AuditEntry { at: user.updated_at.clone(), action, actor: actor.to_owned(), changes };
-        let item: Item = serde_dynamo::to_item(AuditItem { subject: user.id.clone(), seq: user.version, entry })?;
+    fn put_audit(
+        &self,
+        user: &User,
+        action: AuditAction,
+        actor: &str,
+        changes: Changes,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let entry = AuditEntry {
+            at: user.updated_at.clone(),
+            action,
+            actor: actor.to_owned(),
+            changes,
+        };
+        let item: Item = serde_dynamo::to_item(AuditItem {
+            subject: user.id.clone(),
+            seq: user.version,
+            entry,
+        })?;
         let put = Put::builder()
             .table_name(&self.audit_table)
             .set_item(Some(item))

@@ -7,7 +7,11 @@ use aloft_users::{api, store::UserStore};
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;
-    let master = MasterKey::load(&aws::secrets_manager(&sdk), &config::required("MASTER_KEY_SECRET_ID")?).await?;
+    let master = MasterKey::load(
+        &aws::secrets_manager(&sdk),
+        &config::required("MASTER_KEY_SECRET_ID")?,
+    )
+    .await?;
     let store = UserStore::from_env(&sdk, CursorCodec::new(&master))?;
     http::serve(api::router(store)).await
 }

@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both install what
+# they need (Python tools into .venv; Rust crates through cargo).
+SHELL := bash
+.DEFAULT_GOAL := help
+VENV := .venv
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help setup run test lint fmt clippy template bench
+
+help:
+	@echo "make run    run the whole platform locally on http://127.0.0.1:$${ALOFT_PORT:-3000}"
+	@echo "make test   run every check and test (format, lint, template, unit, end to end)"
+
+setup:
+	@local/scripts/setup.sh
+
+run: setup
+	@local/scripts/stack.sh run
+
+test: setup lint
+	@local/scripts/stack.sh test cargo test --workspace --all-targets
+
+lint: fmt clippy template
+
+fmt:
+	cargo fmt --all --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+template: setup
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/sam validate --lint --template template.yaml
