@@ -71,10 +71,13 @@ impl Problem {
         self
     }
 
-    pub fn slug(&self) -> &str {
-        self.type_uri
-            .strip_prefix(TYPE_PREFIX)
-            .unwrap_or(&self.type_uri)
+    pub fn slug(&self) -> &'static str {
+        self.slug
+    }
+
+    /// The `type` URI clients match on.
+    pub fn type_uri(&self) -> String {
+        format!("{TYPE_PREFIX}{}", self.slug)
     }
 
     pub fn status_code(&self) -> StatusCode {
