@@ -51,12 +51,26 @@ pub struct Outbox {
 impl Outbox {
     /// Reads `OUTBOX_TABLE` and `NOTIFICATIONS_QUEUE_URL`.
     pub fn from_env(config: &crate::aws::SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Self {
-            dynamodb: crate::aws::dynamodb(config),
-            sqs: crate::aws::sqs(config),
-            table: config::required("OUTBOX_TABLE")?,
-            queue_url: config::required("NOTIFICATIONS_QUEUE_URL")?,
-        })
+        Ok(Self::new(
+            crate::aws::dynamodb(config),
+            crate::aws::sqs(config),
+            config::required("OUTBOX_TABLE")?,
+            config::required("NOTIFICATIONS_QUEUE_URL")?,
+        ))
+    }
+
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        table: String,
+        queue_url: String,
+    ) -> Self {
+        Self {
+            dynamodb,
+            sqs,
+            table,
+            queue_url,
+        }
     }
 
     /// The transaction item that records `event`; put it in the same

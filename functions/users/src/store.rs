@@ -85,13 +85,29 @@ impl UserStore {
         config: &aloft_shared::aws::SdkConfig,
         cursors: CursorCodec,
     ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            client: aloft_shared::aws::dynamodb(config),
-            users_table: config::required("USERS_TABLE")?,
-            audit_table: config::required("AUDIT_TABLE")?,
-            outbox: Outbox::from_env(config)?,
+        Ok(Self::new(
+            aloft_shared::aws::dynamodb(config),
+            config::required("USERS_TABLE")?,
+            config::required("AUDIT_TABLE")?,
+            Outbox::from_env(config)?,
             cursors,
-        })
+        ))
+    }
+
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        users_table: String,
+        audit_table: String,
+        outbox: Outbox,
+        cursors: CursorCodec,
+    ) -> Self {
+        Self {
+            client,
+            users_table,
+            audit_table,
+            outbox,
+            cursors,
+        }
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]

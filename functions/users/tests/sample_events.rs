@@ -1,0 +1,137 @@
+//! The sample API Gateway events in `events/http/` go through `lambda_http`'s event
+//! parsing into the users router, against the local stack's real tables: the route
+//! matches, the authorizer context becomes the caller, path and query parameters arrive.
+//!
+//! Needs the stack's DynamoDB (`make test` provides `AWS_ENDPOINT_URL` and the tables).
+
+use aloft_shared::cursor::CursorCodec;
+use aloft_shared::master_key::MasterKey;
+use aloft_shared::outbox::Outbox;
+use aloft_users::{api, store::UserStore};
+use axum::body::Body;
+use http::StatusCode;
+use lambda_http::request::from_str;
+use tower::ServiceExt;
+
+async fn store() -> UserStore {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run these tests with `make test`, which starts the local stack"
+    );
+    let sdk = aloft_shared::aws::sdk_config().await;
+    let sqs = aloft_shared::aws::sqs(&sdk);
+    let queue = sqs
+        .get_queue_url()
+        .queue_name("NotificationsQueue")
+        .send()
+        .await
+        .expect("local stack queue");
+    let outbox = Outbox::new(
+        aloft_shared::aws::dynamodb(&sdk),
+        sqs,
+        "OutboxTable".into(),
+        queue.queue_url().unwrap_or_default().to_owned(),
+    );
+    let cursors = CursorCodec::new(&MasterKey::from_bytes(
+        b"sample-events-test-master-key-0123456789".to_vec(),
+    ));
+    UserStore::new(
+        aloft_shared::aws::dynamodb(&sdk),
+        "UsersTable".into(),
+        "AuditTable".into(),
+        outbox,
+        cursors,
+    )
+}
+
+/// Sends a sample event through the router and returns status and JSON body.
+async fn send(
+    file: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (StatusCode, serde_json::Value) {
+    let path = format!("{}/../../events/http/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut event);
+    let request = from_str(&event.to_string()).expect("lambda_http parses the sample event");
+    let (parts, body) = request.into_parts();
+    let request = http::Request::from_parts(parts, Body::from(body.to_vec()));
+    let router = aloft_shared::http::with_platform_layers(api::router(store().await));
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn create_event_creates_a_user_as_the_authorizers_key() {
+    let email = format!("sample-{}@example.com", uuid::Uuid::new_v4());
+    let (status, body) = send("users-create.json", |e| {
+        e["body"] = serde_json::json!({"email": email, "name": "Ada Lovelace", "role": "admin"})
+            .to_string()
+            .into();
+    })
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["email"], email);
+
+    let id = body["id"].as_str().unwrap().to_owned();
+    let (status, audit) = send("users-audit.json", |e| {
+        e["rawPath"] = format!("/users/{id}/audit").into();
+        e["pathParameters"]["id"] = id.clone().into();
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    assert_eq!(
+        audit["items"][0]["actor"],
+        "0123456789abcdef0123456789abcdef"
+    );
+}
+
+#[tokio::test]
+async fn id_routes_reach_the_handler_with_the_path_parameter() {
+    for file in [
+        "users-get.json",
+        "users-update.json",
+        "users-delete.json",
+        "users-audit.json",
+    ] {
+        let (status, body) = send(file, |_| {}).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{file}: {body}");
+        assert_eq!(body["type"], "urn:aloft:problem:user-not-found", "{file}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("6f1c2b1e-2d7a-4d3e-9a57-0c1b8e9f4a21"),
+            "{file}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn search_event_reads_its_query_string() {
+    let (status, body) = send("users-search.json", |_| {}).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["items"].as_array().unwrap().len() <= 2,
+        "limit=2 from the query string: {body}"
+    );
+}
+
+#[tokio::test]
+async fn event_without_authorizer_context_is_refused() {
+    let (status, body) = send("users-search.json", |e| {
+        e["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+    })
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
