@@ -1,0 +1,9 @@
+//! The rules of payments, free of I/O.
+
+pub mod card;
+pub mod money;
+pub mod status;
+
+pub use card::{Brand, CardError, CardNumber, Cvc, Expiry};
+pub use money::{Currency, Money, MoneyError};
+pub use status::{PaymentStatus, TransitionError};
