@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod dynamo;
 pub mod extract;
 pub mod http;
+pub mod idempotency;
 pub mod master_key;
 pub mod metrics;
 pub mod outbox;
