@@ -1,9 +1,11 @@
 //! The rules of payments, free of I/O.
 
 pub mod card;
+pub mod method;
 pub mod money;
 pub mod status;
 
 pub use card::{Brand, CardError, CardNumber, Cvc, Expiry};
+pub use method::{CreatePaymentRequest, MethodKind, MethodSummary, NewPayment, PaymentMethod};
 pub use money::{Currency, Money, MoneyError};
 pub use status::{PaymentStatus, TransitionError};

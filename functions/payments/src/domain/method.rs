@@ -1,0 +1,430 @@
+//! What a caller asks to pay with, validated, and what a payment keeps of it.
+
+use std::collections::BTreeMap;
+
+use aloft_shared::FieldError;
+use aloft_shared::master_key::DerivedKey;
+use serde::{Deserialize, Serialize};
+
+use super::card::{Brand, CardNumber, Cvc, Expiry};
+use super::money::{Currency, Money};
+
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+pub const MAX_METADATA_KEYS: usize = 20;
+pub const MAX_METADATA_KEY_CHARS: usize = 40;
+pub const MAX_METADATA_VALUE_CHARS: usize = 500;
+
+/// `POST /payments` body as sent. `amount` is an integer: a float or a string fails to
+/// deserialize and is answered 422 naming `amount`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentRequest {
+    pub user_id: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub method: Option<MethodRequest>,
+    pub description: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MethodRequest {
+    Card { card: CardRequest },
+    Paypal { payer_email: String },
+    PaypalCredit { payer_email: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardRequest {
+    pub number: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+    pub cvc: String,
+}
+
+impl std::fmt::Debug for CardRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardRequest(<redacted>)")
+    }
+}
+
+/// A payment method kind as `GET /payment-methods` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodKind {
+    Visa,
+    Mastercard,
+    Amex,
+    Paypal,
+    PaypalCredit,
+}
+
+impl MethodKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodKind::Visa => "visa",
+            MethodKind::Mastercard => "mastercard",
+            MethodKind::Amex => "amex",
+            MethodKind::Paypal => "paypal",
+            MethodKind::PaypalCredit => "paypal_credit",
+        }
+    }
+}
+
+impl From<Brand> for MethodKind {
+    fn from(b: Brand) -> Self {
+        match b {
+            Brand::Visa => MethodKind::Visa,
+            Brand::Mastercard => MethodKind::Mastercard,
+            Brand::Amex => MethodKind::Amex,
+        }
+    }
+}
+
+/// A validated payment method, with the secrets a processor needs for one call.
+#[derive(Debug, Clone)]
+pub enum PaymentMethod {
+    Card {
+        number: CardNumber,
+        cvc: Cvc,
+        expiry: Expiry,
+    },
+    Paypal {
+        kind: MethodKind,
+        payer_email: String,
+    },
+}
+
+impl PaymentMethod {
+    pub fn kind(&self) -> MethodKind {
+        match self {
+            PaymentMethod::Card { number, .. } => number.brand().into(),
+            PaymentMethod::Paypal { kind, .. } => *kind,
+        }
+    }
+
+    /// What the payment keeps: never the number or CVC.
+    pub fn summary(&self, fingerprint_key: &DerivedKey) -> MethodSummary {
+        match self {
+            PaymentMethod::Card { number, expiry, .. } => MethodSummary::Card {
+                brand: number.brand(),
+                last4: number.last4().to_owned(),
+                exp_month: expiry.month,
+                exp_year: expiry.year,
+                fingerprint: number.fingerprint(fingerprint_key),
+            },
+            PaymentMethod::Paypal { kind, payer_email } => MethodSummary::Paypal {
+                kind: *kind,
+                payer_email: payer_email.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MethodSummary {
+    Card {
+        brand: Brand,
+        last4: String,
+        exp_month: u8,
+        exp_year: u16,
+        fingerprint: String,
+    },
+    Paypal {
+        kind: MethodKind,
+        payer_email: String,
+    },
+}
+
+/// A validated `POST /payments`.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub user_id: String,
+    pub amount: Money,
+    pub method: PaymentMethod,
+    pub description: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl NewPayment {
+    /// `today` is `(year, month)` for the expiry rule.
+    pub fn parse(req: CreatePaymentRequest, today: (i32, u8)) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut fail = |field: &str, message: String| errors.push(FieldError::new(field, message));
+
+        let user_id = match req.user_id.as_deref().map(str::trim) {
+            None => {
+                fail("user_id", "is required".into());
+                None
+            }
+            Some("") => {
+                fail("user_id", "must not be empty".into());
+                None
+            }
+            Some(id) => Some(id.to_owned()),
+        };
+        let currency = match req.currency.as_deref() {
+            None => {
+                fail("currency", "is required".into());
+                None
+            }
+            Some(c) => Currency::parse(c)
+                .map_err(|e| fail("currency", e.to_string()))
+                .ok(),
+        };
+        let amount = match (req.amount, currency) {
+            (None, _) => {
+                fail("amount", "is required".into());
+                None
+            }
+            (Some(minor), Some(currency)) => Money::new(minor, currency)
+                .map_err(|e| fail("amount", e.to_string()))
+                .ok(),
+            (Some(minor), None) => {
+                // Still check the amount itself so both fields are reported at once.
+                if minor <= 0 {
+                    fail(
+                        "amount",
+                        "must be a whole number of minor units greater than 0".into(),
+                    );
+                }
+                None
+            }
+        };
+        let method = match req.method {
+            None => {
+                fail("method", "is required".into());
+                None
+            }
+            Some(m) => parse_method(m, today, &mut fail),
+        };
+        if let Some(d) = &req.description
+            && d.chars().count() > MAX_DESCRIPTION_CHARS
+        {
+            fail(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            );
+        }
+        let metadata = req.metadata.unwrap_or_default();
+        if metadata.len() > MAX_METADATA_KEYS {
+            fail(
+                "metadata",
+                format!("must have at most {MAX_METADATA_KEYS} keys"),
+            );
+        }
+        for (k, v) in &metadata {
+            if k.is_empty() || k.chars().count() > MAX_METADATA_KEY_CHARS {
+                fail(
+                    &format!("metadata.{k}"),
+                    format!("keys must be 1 to {MAX_METADATA_KEY_CHARS} characters"),
+                );
+            }
+            if v.chars().count() > MAX_METADATA_VALUE_CHARS {
+                fail(
+                    &format!("metadata.{k}"),
+                    format!("values must be at most {MAX_METADATA_VALUE_CHARS} characters"),
+                );
+            }
+        }
+        match (user_id, amount, method) {
+            (Some(user_id), Some(amount), Some(method)) if errors.is_empty() => Ok(Self {
+                user_id,
+                amount,
+                method,
+                description: req.description,
+                metadata,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn parse_method(
+    m: MethodRequest,
+    today: (i32, u8),
+    fail: &mut impl FnMut(&str, String),
+) -> Option<PaymentMethod> {
+    match m {
+        MethodRequest::Card { card } => {
+            let number = CardNumber::parse(&card.number)
+                .map_err(|e| fail("method.card.number", e.to_string()))
+                .ok();
+            let expiry = Expiry::parse(card.exp_month, card.exp_year, today)
+                .map_err(|errs| {
+                    for (field, e) in errs {
+                        fail(&format!("method.card.{field}"), e.to_string());
+                    }
+                })
+                .ok();
+            // The CVC's length depends on the brand; without a brand, only digits are checked.
+            let cvc = match &number {
+                Some(n) => Cvc::parse(&card.cvc, n.brand())
+                    .map_err(|e| fail("method.card.cvc", e.to_string()))
+                    .ok(),
+                None => None,
+            };
+            Some(PaymentMethod::Card {
+                number: number?,
+                cvc: cvc?,
+                expiry: expiry?,
+            })
+        }
+        MethodRequest::Paypal { payer_email } => paypal(MethodKind::Paypal, payer_email, fail),
+        MethodRequest::PaypalCredit { payer_email } => {
+            paypal(MethodKind::PaypalCredit, payer_email, fail)
+        }
+    }
+}
+
+fn paypal(
+    kind: MethodKind,
+    payer_email: String,
+    fail: &mut impl FnMut(&str, String),
+) -> Option<PaymentMethod> {
+    let email = payer_email.trim();
+    let (local, domain) = email.rsplit_once('@').unwrap_or_default();
+    if local.is_empty()
+        || !domain.contains('.')
+        || email.len() > 254
+        || email.contains(char::is_whitespace)
+    {
+        fail(
+            "method.payer_email",
+            "must look like name@example.com".into(),
+        );
+        return None;
+    }
+    Some(PaymentMethod::Paypal {
+        kind,
+        payer_email: email.to_lowercase(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_shared::extract::parse_json;
+
+    const TODAY: (i32, u8) = (2026, 11);
+
+    fn parse(json: &str) -> Result<NewPayment, Vec<FieldError>> {
+        NewPayment::parse(
+            parse_json(json.as_bytes()).expect("body deserializes"),
+            TODAY,
+        )
+    }
+
+    fn fields(json: &str) -> Vec<String> {
+        parse(json)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    const CARD: &str = r#"{"type":"card","card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2030,"cvc":"123"}}"#;
+
+    #[test]
+    fn a_valid_card_payment() {
+        let p = parse(&format!(
+            r#"{{"user_id":"u1","amount":1000,"currency":"USD","method":{CARD}}}"#
+        ))
+        .unwrap();
+        assert_eq!(p.amount.minor, 1000);
+        assert_eq!(p.method.kind(), MethodKind::Visa);
+        let key = aloft_shared::master_key::MasterKey::from_bytes(
+            b"key material for tests, 32+ bytes".to_vec(),
+        );
+        let summary =
+            serde_json::to_string(&p.method.summary(&key.derive("card-fingerprint"))).unwrap();
+        assert!(
+            summary.contains(r#""last4":"4242""#) && !summary.contains("4242424242424242"),
+            "{summary}"
+        );
+        assert!(!format!("{p:?}").contains("4242424242424242"));
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        assert_eq!(fields("{}"), ["user_id", "currency", "amount", "method"]);
+        assert_eq!(
+            fields(
+                r#"{"user_id":"u","amount":-5,"currency":"usd","method":{"type":"paypal","payer_email":"x"}}"#
+            ),
+            ["currency", "amount", "method.payer_email"]
+        );
+        let bad_card = r#"{"type":"card","card":{"number":"4242424242424241","exp_month":13,"exp_year":2020,"cvc":"1"}}"#;
+        assert_eq!(
+            fields(&format!(
+                r#"{{"user_id":"u","amount":5,"currency":"USD","method":{bad_card}}}"#
+            )),
+            ["method.card.number", "method.card.exp_month"]
+        );
+        let amex_short_cvc = r#"{"type":"card","card":{"number":"378282246310005","exp_month":1,"exp_year":2027,"cvc":"123"}}"#;
+        assert_eq!(
+            fields(&format!(
+                r#"{{"user_id":"u","amount":5,"currency":"USD","method":{amex_short_cvc}}}"#
+            )),
+            ["method.card.cvc"]
+        );
+        let expired = r#"{"type":"card","card":{"number":"4242424242424242","exp_month":10,"exp_year":2026,"cvc":"123"}}"#;
+        assert_eq!(
+            fields(&format!(
+                r#"{{"user_id":"u","amount":5,"currency":"USD","method":{expired}}}"#
+            )),
+            ["method.card.exp_year"]
+        );
+        assert_eq!(
+            fields(&format!(
+                r#"{{"user_id":"u","amount":100000000,"currency":"JPY","method":{CARD}}}"#
+            )),
+            ["amount"]
+        );
+    }
+
+    #[test]
+    fn floats_strings_and_unknown_method_types_are_refused_by_shape() {
+        for (body, field) in [
+            (r#"{"amount": 10.5}"#, "amount"),
+            (r#"{"amount": "10"}"#, "amount"),
+            (r#"{"method": {"type": "bitcoin"}}"#, "method.type"),
+        ] {
+            let p = parse_json::<CreatePaymentRequest>(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                (p.status, p.errors[0].field.as_str()),
+                (422, field),
+                "{body}"
+            );
+        }
+        let p = parse_json::<CreatePaymentRequest>(
+            br#"{"method": {"type": "card", "card": {"number": "4242424242424242", "exp_month": 1, "exp_year": 2030, "cvc": "123", "pin": "1"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(p.slug(), "unknown-field");
+    }
+
+    #[test]
+    fn metadata_and_description_are_bounded() {
+        let long = "x".repeat(MAX_DESCRIPTION_CHARS + 1);
+        assert_eq!(
+            fields(&format!(
+                r#"{{"user_id":"u","amount":5,"currency":"USD","method":{CARD},"description":"{long}"}}"#
+            )),
+            ["description"]
+        );
+        let many: Vec<String> = (0..=MAX_METADATA_KEYS)
+            .map(|i| format!(r#""k{i}":"v""#))
+            .collect();
+        assert_eq!(
+            fields(&format!(
+                r#"{{"user_id":"u","amount":5,"currency":"USD","method":{CARD},"metadata":{{{}}}}}"#,
+                many.join(",")
+            )),
+            ["metadata"]
+        );
+    }
+}
