@@ -7,11 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::dynamo::StoreError;
 use crate::master_key::{DerivedKey, MasterKey};
 use crate::problem::{FieldError, Problem};
 
@@ -90,6 +92,32 @@ impl CursorCodec {
         )
     }
 
+    /// The `ExclusiveStartKey` for a request's optional `cursor`.
+    pub fn start_key(
+        &self,
+        scope: &str,
+        cursor: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, CursorError> {
+        cursor.map(|c| self.decode(scope, c)).transpose()
+    }
+
+    /// One page from a Query's output: items mapped through `serde_dynamo`, and the
+    /// `LastEvaluatedKey` signed as the next cursor.
+    pub fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        scope: &str,
+        out: QueryOutput,
+    ) -> Result<Page<T>, StoreError> {
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<T>, _>>()?;
+        let next_cursor = out.last_evaluated_key.map(|k| self.encode(scope, &k));
+        Ok(Page { items, next_cursor })
+    }
+
     pub fn decode(
         &self,
         scope: &str,
@@ -145,6 +173,15 @@ pub fn parse_limit(raw: Option<&str>) -> Result<i32, FieldError> {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
 }
 
 #[cfg(test)]

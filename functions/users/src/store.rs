@@ -14,7 +14,7 @@ use aloft_shared::config::{self, ConfigError};
 use aloft_shared::cursor::{CursorCodec, Page};
 use aloft_shared::dynamo::{Item, StoreError, cancellation_codes, condition_failed_at, n, s};
 use aloft_shared::outbox::{Envelope, Outbox};
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -262,7 +262,7 @@ impl UserStore {
         cursor: Option<&str>,
     ) -> Result<Page<User>, UserError> {
         let scope = filter.cursor_scope();
-        let start = self.decode_cursor(&scope, cursor)?;
+        let start = self.cursors.start_key(&scope, cursor)?;
         let query = self
             .client
             .query()
@@ -286,18 +286,10 @@ impl UserStore {
                 .expression_attribute_values(":p", s(prefix)),
         };
         let out = query.send().await.map_err(StoreError::from)?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, UserItem>(item)?.user))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Page {
-            items,
-            next_cursor: out
-                .last_evaluated_key
-                .map(|k| self.cursors.encode(&scope, &k)),
-        })
+        Ok(self
+            .cursors
+            .page::<UserItem>(&scope, out)?
+            .map(|item| item.user))
     }
 
     /// The user's history, newest first. Kept after the user is deleted.
@@ -309,7 +301,7 @@ impl UserStore {
         cursor: Option<&str>,
     ) -> Result<Page<AuditEntry>, UserError> {
         let scope = format!("users:audit:{id}");
-        let start = self.decode_cursor(&scope, cursor)?;
+        let start = self.cursors.start_key(&scope, cursor)?;
         let out = self
             .client
             .query()
@@ -322,29 +314,10 @@ impl UserStore {
             .send()
             .await
             .map_err(StoreError::from)?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| Ok(serde_dynamo::from_item::<_, AuditItem>(item)?.entry))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Page {
-            items,
-            next_cursor: out
-                .last_evaluated_key
-                .map(|k| self.cursors.encode(&scope, &k)),
-        })
-    }
-
-    fn decode_cursor(
-        &self,
-        scope: &str,
-        cursor: Option<&str>,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, UserError> {
-        cursor
-            .map(|c| self.cursors.decode(scope, c))
-            .transpose()
-            .map_err(UserError::InvalidCursor)
+        Ok(self
+            .cursors
+            .page::<AuditItem>(&scope, out)?
+            .map(|item| item.entry))
     }
 
     async fn stale_or_gone(&self, id: &str, expected: u64) -> UserError {
