@@ -309,11 +309,14 @@ struct Cached {
     confirmed: Instant,
 }
 
+/// One cached answer, locked on its own so one refresh per key runs at a time.
+type CacheSlot = Arc<Mutex<Option<Cached>>>;
+
 /// Discovery with a TTL cache, revalidation and stale-if-error.
 pub struct Discovery {
     client: RegistryClient,
     ttl: Duration,
-    cache: Mutex<HashMap<(String, DiscoveryQuery), Arc<Mutex<Option<Cached>>>>>,
+    cache: Mutex<HashMap<(String, DiscoveryQuery), CacheSlot>>,
 }
 
 impl Discovery {
