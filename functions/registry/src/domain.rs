@@ -259,9 +259,40 @@ pub struct Instance {
     pub tags: Vec<String>,
     pub meta: BTreeMap<String, String>,
     pub weight: u32,
+    pub ttl_seconds: u32,
     pub status: HealthStatus,
     pub load: Option<Load>,
     pub lease_expires_at_ms: i64,
+}
+
+impl Instance {
+    /// The instance a registration describes, its lease starting now.
+    pub fn register(
+        service: ServiceName,
+        instance_id: String,
+        r: &Registration,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            service,
+            instance_id,
+            address: r.address.clone(),
+            port: r.port,
+            version: r.version.clone(),
+            tags: r.tags.clone(),
+            meta: r.meta.clone(),
+            weight: r.weight,
+            ttl_seconds: r.ttl_seconds,
+            status: HealthStatus::Passing,
+            load: None,
+            lease_expires_at_ms: lease_expiry(now_ms, r.ttl_seconds),
+        }
+    }
+}
+
+/// When a lease renewed at `now_ms` with `ttl_seconds` lapses.
+pub fn lease_expiry(now_ms: i64, ttl_seconds: u32) -> i64 {
+    now_ms + i64::from(ttl_seconds) * 1000
 }
 
 impl Instance {
@@ -453,6 +484,7 @@ mod tests {
             tags: vec!["blue".into(), "eu".into()],
             meta: BTreeMap::from([("az".into(), "a".into())]),
             weight,
+            ttl_seconds: 30,
             status,
             load: None,
             lease_expires_at_ms: expires,
@@ -661,4 +693,22 @@ mod tests {
         let fields: Vec<_> = l.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["load.cpu_percent", "load.latency_ms_p95"]);
     }
+}
+
+/// Why a registry operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("no instance {instance_id} of {service} holds a lease")]
+    LeaseGone {
+        service: String,
+        instance_id: String,
+    },
+    #[error("no service named {0}")]
+    ServiceNotFound(String),
+    #[error("no healthy instance of {0}")]
+    NoHealthyInstance(String),
+    #[error(transparent)]
+    Store(#[from] aloft_shared::dynamo::StoreError),
 }

@@ -5,3 +5,4 @@
 //! Only the pure rules exist so far (`domain`); the store, the sweep and the API follow.
 
 pub mod domain;
+pub mod store;
