@@ -712,3 +712,145 @@ pub enum RegistryError {
     #[error(transparent)]
     Store(#[from] aloft_shared::dynamo::StoreError),
 }
+
+/// `GET /services/{service}/instances` query: `health=passing|any`, repeated `tag`,
+/// `version`, `meta.KEY=VALUE`, `fail_open=true|false`.
+pub fn parse_discovery_query(
+    pairs: &[(String, String)],
+) -> Result<(DiscoveryFilter, bool), Vec<FieldError>> {
+    let mut filter = DiscoveryFilter {
+        healthy_only: true,
+        ..Default::default()
+    };
+    let mut fail_open = false;
+    let mut errors = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "health" => match v.as_str() {
+                "passing" => filter.healthy_only = true,
+                "any" => filter.healthy_only = false,
+                _ => errors.push(FieldError::new("health", "must be passing or any")),
+            },
+            "tag" if is_token(v, 128) => filter.tags.push(v.clone()),
+            "tag" => errors.push(FieldError::new(
+                "tag",
+                "must be 1 to 128 of letters, digits and . _ - : =",
+            )),
+            "version" if is_token(v, 64) => filter.version = Some(v.clone()),
+            "version" => errors.push(FieldError::new(
+                "version",
+                "must be 1 to 64 of letters, digits and . _ - : =",
+            )),
+            "fail_open" => match v.as_str() {
+                "true" => fail_open = true,
+                "false" => fail_open = false,
+                _ => errors.push(FieldError::new("fail_open", "must be true or false")),
+            },
+            other => match other.strip_prefix("meta.") {
+                Some(key) if is_token(key, 64) => {
+                    filter.meta.insert(key.to_owned(), v.clone());
+                }
+                _ => errors.push(FieldError::new(
+                    other,
+                    "is not a known parameter (health, tag, version, meta.KEY, fail_open)",
+                )),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok((filter, fail_open))
+    } else {
+        Err(errors)
+    }
+}
+
+/// `GET /services/{service}/resolve` query: `strategy` (default round_robin), repeated `tag`.
+pub fn parse_resolve_query(
+    pairs: &[(String, String)],
+) -> Result<(Strategy, DiscoveryFilter), Vec<FieldError>> {
+    let mut strategy = Strategy::RoundRobin;
+    let mut filter = DiscoveryFilter {
+        healthy_only: true,
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "strategy" => match Strategy::parse(v) {
+                Ok(s) => strategy = s,
+                Err(m) => errors.push(FieldError::new("strategy", m)),
+            },
+            "tag" if is_token(v, 128) => filter.tags.push(v.clone()),
+            "tag" => errors.push(FieldError::new(
+                "tag",
+                "must be 1 to 128 of letters, digits and . _ - : =",
+            )),
+            other => errors.push(FieldError::new(
+                other,
+                "is not a known parameter (strategy, tag)",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok((strategy, filter))
+    } else {
+        Err(errors)
+    }
+}
+
+/// `PUT .../heartbeat` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    pub status: Option<HealthStatus>,
+    pub load: Option<Load>,
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn discovery_query() {
+        let (f, open) = parse_discovery_query(&pairs(&[
+            ("health", "any"),
+            ("tag", "eu"),
+            ("tag", "blue"),
+            ("meta.az", "a"),
+            ("fail_open", "true"),
+        ]))
+        .unwrap();
+        assert!(!f.healthy_only && open);
+        assert_eq!(f.tags, ["eu", "blue"]);
+        assert_eq!(f.meta["az"], "a");
+        let errs = parse_discovery_query(&pairs(&[
+            ("health", "sick"),
+            ("colour", "x"),
+            ("meta.", "x"),
+        ]))
+        .unwrap_err();
+        let fields: Vec<_> = errs.into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["health", "colour", "meta."]);
+    }
+
+    #[test]
+    fn resolve_query() {
+        assert_eq!(parse_resolve_query(&[]).unwrap().0, Strategy::RoundRobin);
+        assert_eq!(
+            parse_resolve_query(&pairs(&[("strategy", "weighted")]))
+                .unwrap()
+                .0,
+            Strategy::Weighted
+        );
+        assert_eq!(
+            parse_resolve_query(&pairs(&[("strategy", "random")])).unwrap_err()[0].field,
+            "strategy"
+        );
+    }
+}

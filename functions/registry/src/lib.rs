@@ -4,5 +4,7 @@
 //!
 //! Only the pure rules exist so far (`domain`); the store, the sweep and the API follow.
 
+pub mod api;
 pub mod domain;
 pub mod store;
+pub mod sweep;
