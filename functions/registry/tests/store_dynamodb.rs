@@ -1,102 +1,12 @@
 //! The registry store against real DynamoDB and SQS (the local stack's endpoint), each
 //! test in tables and a queue of its own.
 
+mod common;
+
 use aloft_registry::domain::{
     HealthStatus, Instance, Load, RegisterRequest, Registration, RegistryError, ServiceName,
 };
-use aloft_registry::store::RegistryStore;
-use aloft_shared::outbox::Outbox;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
-
-fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(t)
-        .build()
-        .unwrap()
-}
-
-fn key(name: &str, t: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(t)
-        .build()
-        .unwrap()
-}
-
-fn gsi(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
-    GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .key_schema(key(hash, KeyType::Hash))
-        .key_schema(key(range, KeyType::Range))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .unwrap()
-}
-
-struct Fixture {
-    store: RegistryStore,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-}
-
-async fn fixture() -> Fixture {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: run these tests with `make test`, which starts the local stack"
-    );
-    let sdk = aloft_shared::aws::sdk_config().await;
-    let ddb = aloft_shared::aws::dynamodb(&sdk);
-    let sqs = aloft_shared::aws::sqs(&sdk);
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let table = format!("registry-test-{suffix}");
-    ddb.create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk", ScalarAttributeType::S))
-        .attribute_definitions(attr("sk", ScalarAttributeType::S))
-        .attribute_definitions(attr("expiry_shard", ScalarAttributeType::S))
-        .attribute_definitions(attr("lease_expires_at_ms", ScalarAttributeType::N))
-        .attribute_definitions(attr("listing", ScalarAttributeType::S))
-        .attribute_definitions(attr("service_name", ScalarAttributeType::S))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .global_secondary_indexes(gsi("by-expiry", "expiry_shard", "lease_expires_at_ms"))
-        .global_secondary_indexes(gsi("services", "listing", "service_name"))
-        .send()
-        .await
-        .expect("create registry table");
-    let outbox_table = format!("registry-outbox-{suffix}");
-    ddb.create_table()
-        .table_name(&outbox_table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("id", ScalarAttributeType::S))
-        .key_schema(key("id", KeyType::Hash))
-        .send()
-        .await
-        .expect("create outbox table");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("registry-test-{suffix}"))
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .unwrap();
-    let outbox = Outbox::new(ddb.clone(), sqs.clone(), outbox_table, queue_url.clone());
-    Fixture {
-        store: RegistryStore::new(ddb, table, outbox),
-        sqs,
-        queue_url,
-    }
-}
+use common::{Fixture, fixture};
 
 fn instance(service: &str, id: &str, ttl_seconds: u32, now_ms: i64) -> Instance {
     let req: RegisterRequest = serde_json::from_value(
@@ -288,4 +198,57 @@ async fn round_robin_counter_is_atomic_per_service() {
         f.store.next_round_robin("ghost").await,
         Err(RegistryError::ServiceNotFound(_))
     ));
+}
+
+#[tokio::test]
+async fn the_sweep_holds_back_when_nine_of_ten_leases_lapse_and_evicts_ordinary_churn() {
+    use aloft_registry::domain::SelfPreservation;
+    use aloft_registry::sweep::sweep;
+
+    let f = fixture().await;
+    let now = 1_000_000;
+    for i in 0..10 {
+        f.store
+            .register(&instance("api", &format!("i{i}"), 5, now), &[])
+            .await
+            .unwrap();
+    }
+    f.store
+        .heartbeat("api", "i0", None, None, now + 4_000)
+        .await
+        .unwrap();
+    let report = sweep(&f.store, now + 6_000, SelfPreservation::default())
+        .await
+        .unwrap();
+    assert_eq!(report.services.len(), 1);
+    assert!(report.services[0].evicted.is_empty());
+    assert!(
+        report.services[0]
+            .held_back
+            .as_deref()
+            .unwrap()
+            .starts_with("9 of 10")
+    );
+    assert_eq!(
+        f.store.view("api").await.unwrap().unwrap().instances.len(),
+        10
+    );
+    assert!(
+        event_types(&f)
+            .await
+            .contains(&"registry.self_preservation".to_owned())
+    );
+
+    // The partition heals for seven of them: the two still lapsed are ordinary deaths.
+    for i in 1..8 {
+        f.store
+            .register(&instance("api", &format!("i{i}"), 60, now + 6_500), &[])
+            .await
+            .unwrap();
+    }
+    let report = sweep(&f.store, now + 7_000, SelfPreservation::default())
+        .await
+        .unwrap();
+    assert_eq!(report.services[0].evicted, ["i8", "i9"]);
+    assert_eq!(report.services[0].held_back, None);
 }

@@ -1,0 +1,96 @@
+//! A registry store in tables and a queue of the test's own, on the local stack's endpoint.
+#![allow(dead_code)]
+
+use aloft_registry::store::RegistryStore;
+use aloft_shared::outbox::Outbox;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+
+fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(t)
+        .build()
+        .unwrap()
+}
+
+fn key(name: &str, t: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(t)
+        .build()
+        .unwrap()
+}
+
+fn gsi(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(hash, KeyType::Hash))
+        .key_schema(key(range, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap()
+}
+
+pub struct Fixture {
+    pub store: RegistryStore,
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+pub async fn fixture() -> Fixture {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: run these tests with `make test`, which starts the local stack"
+    );
+    let sdk = aloft_shared::aws::sdk_config().await;
+    let ddb = aloft_shared::aws::dynamodb(&sdk);
+    let sqs = aloft_shared::aws::sqs(&sdk);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let table = format!("registry-test-{suffix}");
+    ddb.create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S))
+        .attribute_definitions(attr("sk", ScalarAttributeType::S))
+        .attribute_definitions(attr("expiry_shard", ScalarAttributeType::S))
+        .attribute_definitions(attr("lease_expires_at_ms", ScalarAttributeType::N))
+        .attribute_definitions(attr("listing", ScalarAttributeType::S))
+        .attribute_definitions(attr("service_name", ScalarAttributeType::S))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(gsi("by-expiry", "expiry_shard", "lease_expires_at_ms"))
+        .global_secondary_indexes(gsi("services", "listing", "service_name"))
+        .send()
+        .await
+        .expect("create registry table");
+    let outbox_table = format!("registry-outbox-{suffix}");
+    ddb.create_table()
+        .table_name(&outbox_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("id", ScalarAttributeType::S))
+        .key_schema(key("id", KeyType::Hash))
+        .send()
+        .await
+        .expect("create outbox table");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("registry-test-{suffix}"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .unwrap();
+    let outbox = Outbox::new(ddb.clone(), sqs.clone(), outbox_table, queue_url.clone());
+    Fixture {
+        store: RegistryStore::new(ddb, table, outbox),
+        sqs,
+        queue_url,
+    }
+}
