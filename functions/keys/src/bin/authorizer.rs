@@ -1,0 +1,22 @@
+//! The HTTP API Lambda authorizer function.
+
+use aloft_keys::{authorizer, store::KeyStore};
+use aloft_shared::{aws, telemetry};
+use aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let sdk = aws::sdk_config().await;
+    let store = KeyStore::from_env(&sdk)?;
+    let store = &store;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {
+            authorizer::authorize(store, &event.payload)
+                .await
+                .map_err(lambda_runtime::Error::from)
+        },
+    ))
+    .await
+}

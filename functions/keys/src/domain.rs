@@ -1,0 +1,254 @@
+//! The rules of API keys, free of I/O: what a valid key request is, what a stored key
+//! shows, and whether a presented token is let in.
+
+use aloft_shared::FieldError;
+use aloft_shared::auth::{Scope, Scopes, hash_token, key_id_of};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// `POST /keys` body as sent; validated by [`NewKey::parse`] so every bad field is named.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// A validated request for a new key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub name: String,
+    pub scopes: Scopes,
+}
+
+impl NewKey {
+    pub fn parse(req: &CreateKeyRequest) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = match req.name.as_deref().map(str::trim) {
+            None => {
+                errors.push(FieldError::new("name", "is required"));
+                None
+            }
+            Some("") => {
+                errors.push(FieldError::new("name", "must not be empty"));
+                None
+            }
+            Some(n) if n.chars().count() > MAX_NAME_CHARS => {
+                errors.push(FieldError::new(
+                    "name",
+                    format!("must be at most {MAX_NAME_CHARS} characters"),
+                ));
+                None
+            }
+            Some(n) if n.chars().any(char::is_control) => {
+                errors.push(FieldError::new(
+                    "name",
+                    "must not contain control characters",
+                ));
+                None
+            }
+            Some(n) => Some(n.to_owned()),
+        };
+        let scopes = match &req.scopes {
+            None => {
+                errors.push(FieldError::new("scopes", "is required"));
+                None
+            }
+            Some(list) if list.is_empty() => {
+                errors.push(FieldError::new(
+                    "scopes",
+                    "must name at least one scope; a key without scopes can do nothing",
+                ));
+                None
+            }
+            Some(list) => {
+                let mut parsed = Vec::new();
+                for (i, raw) in list.iter().enumerate() {
+                    match raw.parse::<Scope>() {
+                        Ok(s) => parsed.push(s),
+                        Err(_) => errors.push(FieldError::new(
+                            format!("scopes/{i}"),
+                            format!("unknown scope `{raw}`; known scopes: {}", known_scopes()),
+                        )),
+                    }
+                }
+                Some(Scopes::new(parsed))
+            }
+        };
+        match (name, scopes) {
+            (Some(name), Some(scopes)) if errors.is_empty() => Ok(Self { name, scopes }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn known_scopes() -> String {
+    Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A key as `GET /keys` shows it: everything but the secret, which is never kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    /// The key id that issued this key, or `bootstrap` for one made by `create-admin-key`.
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl ApiKey {
+    pub fn new(id: String, new: &NewKey, created_at: String, created_by: String) -> Self {
+        Self {
+            id,
+            name: new.name.clone(),
+            scopes: new.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            created_at,
+            created_by,
+            revoked_at: None,
+        }
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+}
+
+/// What the authorizer tells API Gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow { key_id: String, scopes: String },
+    Deny(DenyReason),
+}
+
+/// Why a token was refused; logged, never returned (the gateway answers a bare 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    NoBearerToken,
+    NotAnAloftKey,
+    UnknownKey,
+    WrongSecret,
+    Revoked,
+}
+
+/// The token's key id, if the token has aloft's shape (so the store can be asked).
+pub fn lookup_id(token: &str) -> Option<&str> {
+    key_id_of(token)
+}
+
+/// Decides on a presented token given the key stored under its id (and that key's
+/// secret hash). Comparing hashes of a 256-bit secret leaks nothing useful by timing.
+pub fn decide(token: &str, stored: Option<(&ApiKey, &str)>) -> Decision {
+    let Some(_) = key_id_of(token) else {
+        return Decision::Deny(DenyReason::NotAnAloftKey);
+    };
+    let Some((key, secret_hash)) = stored else {
+        return Decision::Deny(DenyReason::UnknownKey);
+    };
+    if hash_token(token) != secret_hash {
+        return Decision::Deny(DenyReason::WrongSecret);
+    }
+    if key.is_revoked() {
+        return Decision::Deny(DenyReason::Revoked);
+    }
+    Decision::Allow {
+        key_id: key.id.clone(),
+        scopes: key.scopes.join(" "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aloft_shared::auth::NewApiKey;
+
+    fn req(name: Option<&str>, scopes: Option<&[&str]>) -> CreateKeyRequest {
+        CreateKeyRequest {
+            name: name.map(str::to_owned),
+            scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+        }
+    }
+
+    fn fields(errors: Vec<FieldError>) -> Vec<String> {
+        errors.into_iter().map(|e| e.field).collect()
+    }
+
+    #[test]
+    fn a_valid_request_is_trimmed_and_its_scopes_parsed() {
+        let k = NewKey::parse(&req(Some("  ci deploys "), Some(&["users:read", "admin"]))).unwrap();
+        assert_eq!(k.name, "ci deploys");
+        assert_eq!(k.scopes.to_string(), "admin users:read");
+    }
+
+    #[test]
+    fn every_bad_field_is_named_at_once() {
+        let e = NewKey::parse(&req(None, None)).unwrap_err();
+        assert_eq!(fields(e), ["name", "scopes"]);
+        let e = NewKey::parse(&req(Some(" "), Some(&[]))).unwrap_err();
+        assert_eq!(fields(e), ["name", "scopes"]);
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        let e =
+            NewKey::parse(&req(Some(&long), Some(&["users:read", "root", "users:*"]))).unwrap_err();
+        assert_eq!(fields(e), ["name", "scopes/1", "scopes/2"]);
+    }
+
+    fn stored(new: &NewApiKey, revoked: bool) -> ApiKey {
+        let mut key = ApiKey::new(
+            new.key_id.clone(),
+            &NewKey {
+                name: "k".into(),
+                scopes: Scopes::parse("users:read users:write").unwrap(),
+            },
+            "2026-01-01T00:00:00.000000Z".into(),
+            "bootstrap".into(),
+        );
+        if revoked {
+            key.revoked_at = Some("2026-01-02T00:00:00.000000Z".into());
+        }
+        key
+    }
+
+    #[test]
+    fn the_right_secret_of_a_live_key_is_let_in_with_its_scopes() {
+        let new = NewApiKey::generate();
+        let key = stored(&new, false);
+        assert_eq!(
+            decide(&new.token, Some((&key, &new.token_hash))),
+            Decision::Allow {
+                key_id: new.key_id.clone(),
+                scopes: "users:read users:write".into()
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_secrets_unknown_and_revoked_keys_are_refused() {
+        let new = NewApiKey::generate();
+        let other = NewApiKey::generate();
+        let key = stored(&new, false);
+        assert_eq!(
+            decide(&other.token, Some((&key, &new.token_hash))),
+            Decision::Deny(DenyReason::WrongSecret)
+        );
+        assert_eq!(
+            decide(&new.token, None),
+            Decision::Deny(DenyReason::UnknownKey)
+        );
+        assert_eq!(
+            decide("sk_live_nope", None),
+            Decision::Deny(DenyReason::NotAnAloftKey)
+        );
+        let revoked = stored(&new, true);
+        assert_eq!(
+            decide(&new.token, Some((&revoked, &new.token_hash))),
+            Decision::Deny(DenyReason::Revoked)
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! API keys in DynamoDB: one item per key, keyed by its id; the `by-created` index lists
+//! them newest first without a Scan. The secret itself is never written, only its hash.
+
+use aloft_shared::config::{self, ConfigError};
+use aloft_shared::cursor::{CursorCodec, CursorError, Page};
+use aloft_shared::dynamo::{StoreError, s};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValue;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ApiKey;
+
+const INDEX_BY_CREATED: &str = "by-created";
+/// Every key shares one listing partition: keys are few (dozens, not millions).
+const LISTING: &str = "key";
+const LIST_SCOPE: &str = "keys";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct KeyItem {
+    listing: String,
+    secret_hash: String,
+    #[serde(flatten)]
+    key: ApiKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("no API key with id {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    InvalidCursor(#[from] CursorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    /// Only listing pages; the authorizer runs without one (and without access to the
+    /// master key).
+    cursors: Option<CursorCodec>,
+}
+
+impl KeyStore {
+    /// Reads `API_KEYS_TABLE`.
+    pub fn from_env(config: &aloft_shared::aws::SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            aloft_shared::aws::dynamodb(config),
+            config::required("API_KEYS_TABLE")?,
+        ))
+    }
+
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        Self {
+            client,
+            table,
+            cursors: None,
+        }
+    }
+
+    pub fn with_cursors(mut self, cursors: CursorCodec) -> Self {
+        self.cursors = Some(cursors);
+        self
+    }
+
+    /// Stores a new key with the hash of its secret. Ids are random; the condition only
+    /// guards against overwriting a key should one ever repeat.
+    #[tracing::instrument(skip_all, fields(key_id = %key.id))]
+    pub async fn create(&self, key: &ApiKey, secret_hash: &str) -> Result<(), StoreError> {
+        let item = serde_dynamo::to_item(KeyItem {
+            listing: LISTING.into(),
+            secret_hash: secret_hash.into(),
+            key: key.clone(),
+        })?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The key and its secret hash, as the authorizer needs them. Strongly consistent, so
+    /// a revocation is seen by the next authorization that is not served from the
+    /// gateway's cache.
+    #[tracing::instrument(skip_all, fields(key_id = %id))]
+    pub async fn get_with_hash(&self, id: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        out.item
+            .map(|item| {
+                let item: KeyItem = serde_dynamo::from_item(item)?;
+                Ok((item.key, item.secret_hash))
+            })
+            .transpose()
+    }
+
+    /// Keys newest first, one page at a time.
+    pub async fn list(
+        &self,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ApiKey>, KeyStoreError> {
+        let cursors = self.cursors()?;
+        let start = cursors.start_key(LIST_SCOPE, cursor)?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_BY_CREATED)
+            .key_condition_expression("listing = :l")
+            .expression_attribute_values(":l", s(LISTING))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(StoreError::from)?;
+        let page: Page<KeyItem> = cursors.page(LIST_SCOPE, out)?;
+        Ok(page.map(|item| item.key))
+    }
+
+    /// Marks the key revoked (keeping the first revocation time if it already was), and
+    /// returns it. Revoking twice is not an error: the caller wants it revoked, and it is.
+    #[tracing::instrument(skip_all, fields(key_id = %id))]
+    pub async fn revoke(&self, id: &str, at: &str) -> Result<ApiKey, KeyStoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":at", s(at))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item: KeyItem = serde_dynamo::from_item(out.attributes.unwrap_or_default())
+                    .map_err(StoreError::from)?;
+                Ok(item.key)
+            }
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Err(KeyStoreError::NotFound(id.to_owned()))
+            }
+            Err(e) => Err(StoreError::from(e).into()),
+        }
+    }
+
+    fn cursors(&self) -> Result<&CursorCodec, StoreError> {
+        self.cursors
+            .as_ref()
+            .ok_or_else(|| StoreError("key listing needs a cursor codec".into()))
+    }
+}

@@ -1,0 +1,644 @@
+//! API Gateway (HTTP API), locally: route matching, the Lambda authorizer with its cache,
+//! payload 2.0 events, and the gateway's own answers, status and body exactly as the
+//! real one gives them:
+//!
+//! | situation                                   | status | body                               |
+//! |---------------------------------------------|--------|------------------------------------|
+//! | no route matches                            | 404    | `{"message":"Not Found"}`          |
+//! | route needs auth, no `Authorization` header | 401    | `{"message":"Unauthorized"}`       |
+//! | authorizer says `isAuthorized: false`       | 403    | `{"message":"Forbidden"}`          |
+//! | authorizer or function fails or times out   | 500    | `{"message":"Internal Server Error"}` |
+//!
+//! Plus the local-only control routes under `/_local/` (never deployed).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value, json};
+
+use crate::provision::ACCOUNT;
+use crate::runtime::{Function, Outcome};
+
+/// HTTP API's payload limit.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param(String),
+    Greedy(String),
+}
+
+/// A route's method and path template, e.g. `GET /users/{id}`.
+struct Pattern {
+    method: String,
+    segments: Vec<Segment>,
+}
+
+impl Pattern {
+    fn parse(method: &str, path: &str) -> Self {
+        let segments = path
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(
+                |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(p) => match p.strip_suffix('+') {
+                        Some(g) => Segment::Greedy(g.to_owned()),
+                        None => Segment::Param(p.to_owned()),
+                    },
+                    None => Segment::Literal(s.to_owned()),
+                },
+            )
+            .collect();
+        Self {
+            method: method.to_owned(),
+            segments,
+        }
+    }
+
+    /// The path parameters if `path` matches, with a rank: lower is more specific
+    /// (literal segments beat parameters, which beat greedy ones; a method beats ANY).
+    fn matches(&self, method: &str, path: &[&str]) -> Option<(Vec<u8>, HashMap<String, String>)> {
+        let method_rank = if self.method == method {
+            0
+        } else if self.method == "ANY" {
+            1
+        } else {
+            return None;
+        };
+        let mut rank = Vec::new();
+        let mut params = HashMap::new();
+        let mut i = 0;
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(l) => {
+                    if path.get(i) != Some(&l.as_str()) {
+                        return None;
+                    }
+                    rank.push(0);
+                }
+                Segment::Param(p) => {
+                    params.insert(p.clone(), (*path.get(i)?).to_owned());
+                    rank.push(1);
+                }
+                Segment::Greedy(g) => {
+                    if i >= path.len() {
+                        return None;
+                    }
+                    params.insert(g.clone(), path[i..].join("/"));
+                    rank.push(2);
+                    i = path.len();
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if i != path.len() {
+            return None;
+        }
+        rank.push(method_rank);
+        Some((rank, params))
+    }
+}
+
+fn path_segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+pub struct Route {
+    pattern: Pattern,
+    route_key: String,
+    authorized: bool,
+    function: Arc<Function>,
+}
+
+impl Route {
+    pub fn new(method: &str, path: &str, authorized: bool, function: Arc<Function>) -> Self {
+        Self {
+            pattern: Pattern::parse(method, path),
+            route_key: format!("{method} {path}"),
+            authorized,
+            function,
+        }
+    }
+}
+
+pub struct Authorizer {
+    pub function: Arc<Function>,
+    pub ttl: Duration,
+}
+
+enum Verdict {
+    Allow(Value),
+    Deny,
+}
+
+pub struct ScheduleTarget {
+    pub name: String,
+    pub event: String,
+    pub expression: String,
+    pub function: Arc<Function>,
+}
+
+pub struct Gateway {
+    pub routes: Vec<Route>,
+    pub authorizer: Option<Authorizer>,
+    pub schedules: Vec<ScheduleTarget>,
+    pub region: String,
+    cache: Mutex<HashMap<String, (Instant, Arc<Verdict>)>>,
+}
+
+impl Gateway {
+    pub fn new(
+        routes: Vec<Route>,
+        authorizer: Option<Authorizer>,
+        schedules: Vec<ScheduleTarget>,
+        region: String,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            routes,
+            authorizer,
+            schedules,
+            region,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/_local/ready", get(ready))
+            .route("/_local/schedules/fire", post(fire_all))
+            .route("/_local/schedules/{name}/fire", post(fire_one))
+            .fallback(handle)
+            .with_state(self)
+    }
+
+    fn route(&self, method: &str, path: &str) -> Option<(&Route, HashMap<String, String>)> {
+        let segments = path_segments(path);
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                r.pattern
+                    .matches(method, &segments)
+                    .map(|(rank, p)| (rank, r, p))
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, r, p)| (r, p))
+    }
+
+    async fn authorize(&self, identity: &str, event: Value) -> Result<Arc<Verdict>, Response> {
+        let Some(auth) = &self.authorizer else {
+            return Ok(Arc::new(Verdict::Allow(Value::Object(Map::new()))));
+        };
+        if !auth.ttl.is_zero() {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, verdict)) = cache.get(identity) {
+                if at.elapsed() < auth.ttl {
+                    return Ok(Arc::clone(verdict));
+                }
+            }
+        }
+        let outcome = auth.function.invoke(Bytes::from(event.to_string())).await;
+        let Outcome::Response(body) = outcome else {
+            log_failure(auth.function.name(), &outcome);
+            return Err(message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+            ));
+        };
+        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let verdict = match answer.get("isAuthorized").and_then(Value::as_bool) {
+            Some(true) => Verdict::Allow(answer.get("context").cloned().unwrap_or(json!({}))),
+            Some(false) => Verdict::Deny,
+            None => {
+                eprintln!(
+                    "[aloft-local] authorizer answered without a boolean isAuthorized: {}",
+                    String::from_utf8_lossy(&body)
+                );
+                return Err(message(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                ));
+            }
+        };
+        let verdict = Arc::new(verdict);
+        if !auth.ttl.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            cache.retain(|_, (at, _)| at.elapsed() < auth.ttl);
+            cache.insert(identity.to_owned(), (Instant::now(), Arc::clone(&verdict)));
+        }
+        Ok(verdict)
+    }
+
+    async fn fire(&self, schedule: &ScheduleTarget) -> Value {
+        let now = time::OffsetDateTime::now_utc();
+        let event = json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT,
+            "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "region": self.region,
+            "resources": [format!("arn:aws:events:{}:{ACCOUNT}:rule/{}", self.region, schedule.name)],
+            "detail": {}
+        });
+        let started = Instant::now();
+        let outcome = schedule
+            .function
+            .invoke(Bytes::from(event.to_string()))
+            .await;
+        let elapsed = started.elapsed().as_millis() as u64;
+        match outcome {
+            Outcome::Response(body) => json!({
+                "schedule": schedule.name,
+                "function": schedule.function.name(),
+                "status": "succeeded",
+                "duration_ms": elapsed,
+                "result": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            }),
+            Outcome::Error(error) => json!({
+                "schedule": schedule.name,
+                "function": schedule.function.name(),
+                "status": "failed",
+                "duration_ms": elapsed,
+                "error": error,
+            }),
+        }
+    }
+
+    /// Fires `schedule` every `every` until the process ends (first firing after one
+    /// period, as EventBridge does for a new rule).
+    pub fn run_schedule(self: &Arc<Self>, index: usize, every: Duration) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                ticks.tick().await;
+                let schedule = &this.schedules[index];
+                let result = this.fire(schedule).await;
+                if result["status"] != "succeeded" {
+                    eprintln!(
+                        "[aloft-local] schedule {} failed: {}",
+                        schedule.name, result["error"]
+                    );
+                }
+            }
+        });
+    }
+}
+
+fn log_failure(function: &str, outcome: &Outcome) {
+    if let Outcome::Error(e) = outcome {
+        eprintln!("[{function}] [aloft-local] invocation failed: {e}");
+    }
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"message": text}).to_string(),
+    )
+        .into_response()
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    axum::Json(json!({
+        "routes": gw.routes.iter().map(|r| &r.route_key).collect::<Vec<_>>(),
+        "schedules": gw.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn fire_all(State(gw): State<Arc<Gateway>>) -> Response {
+    let results = futures::future::join_all(gw.schedules.iter().map(|s| gw.fire(s))).await;
+    axum::Json(json!({ "fired": results })).into_response()
+}
+
+async fn fire_one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    // The full `<Function>.<Event>` name, or just the event's name when that is unique.
+    let matching: Vec<_> = gw
+        .schedules
+        .iter()
+        .filter(|s| s.name == name || s.event == name)
+        .collect();
+    match matching.as_slice() {
+        [one] => axum::Json(json!({ "fired": [gw.fire(one).await] })).into_response(),
+        [] => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "message": format!("no schedule named {name}"),
+                "schedules": gw.schedules.iter().map(|s| format!("{} ({})", s.name, s.expression)).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"message": format!("{name} names several schedules; use <Function>.<Event>")})),
+        )
+            .into_response(),
+    }
+}
+
+/// Header map → payload 2.0 `headers` (lower-case names, repeated values comma-joined)
+/// and `cookies`.
+fn event_headers(headers: &HeaderMap) -> (Map<String, Value>, Vec<String>) {
+    let mut out: Map<String, Value> = Map::new();
+    let mut cookies = Vec::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == header::COOKIE {
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            );
+            continue;
+        }
+        match out.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                out.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    (out, cookies)
+}
+
+fn query_parameters(raw: &str) -> Map<String, Value> {
+    let mut out: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        match out.get_mut(k.as_ref()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                out.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    out
+}
+
+async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = serve(&gw, req, &request_id).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("apigw-requestid", v);
+    }
+    response
+}
+
+async fn serve(gw: &Gateway, req: Request, request_id: &str) -> Response {
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_owned();
+    let path = parts.uri.path().to_owned();
+    let raw_query = parts.uri.query().unwrap_or_default().to_owned();
+    let Some((route, params)) = gw.route(&method, &path) else {
+        return message(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+    };
+    let (headers, cookies) = event_headers(&parts.headers);
+    let query = query_parameters(&raw_query);
+    let now = time::OffsetDateTime::now_utc();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    let mut context = json!({
+        "accountId": ACCOUNT,
+        "apiId": "local",
+        "domainName": host,
+        "domainPrefix": host.split('.').next().unwrap_or_default(),
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        },
+        "requestId": request_id,
+        "routeKey": route.route_key,
+        "stage": "$default",
+        "time": now.format(time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000")).unwrap_or_default(),
+        "timeEpoch": (now.unix_timestamp_nanos() / 1_000_000) as i64,
+    });
+    let mut common = Map::new();
+    common.insert("version".into(), json!("2.0"));
+    common.insert("routeKey".into(), json!(route.route_key));
+    common.insert("rawPath".into(), json!(path));
+    common.insert("rawQueryString".into(), json!(raw_query));
+    if !cookies.is_empty() {
+        common.insert("cookies".into(), json!(cookies));
+    }
+    common.insert("headers".into(), Value::Object(headers));
+    if !query.is_empty() {
+        common.insert("queryStringParameters".into(), Value::Object(query));
+    }
+    if !params.is_empty() {
+        common.insert("pathParameters".into(), json!(params));
+    }
+
+    if route.authorized && gw.authorizer.is_some() {
+        let identity = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .filter(|v| !v.trim().is_empty());
+        let Some(identity) = identity else {
+            return message(StatusCode::UNAUTHORIZED, "Unauthorized");
+        };
+        let mut event = common.clone();
+        event.insert("type".into(), json!("REQUEST"));
+        event.insert(
+            "routeArn".into(),
+            json!(format!(
+                "arn:aws:execute-api:{}:{ACCOUNT}:local/$default/{method}{path}",
+                gw.region
+            )),
+        );
+        event.insert("identitySource".into(), json!([identity]));
+        event.insert("requestContext".into(), context.clone());
+        match gw.authorize(&identity, Value::Object(event)).await {
+            Err(response) => return response,
+            Ok(verdict) => match verdict.as_ref() {
+                Verdict::Deny => return message(StatusCode::FORBIDDEN, "Forbidden"),
+                Verdict::Allow(ctx) => {
+                    context["authorizer"] = json!({ "lambda": ctx });
+                }
+            },
+        }
+    }
+
+    let mut event = common;
+    event.insert("requestContext".into(), context);
+    if !body.is_empty() {
+        match std::str::from_utf8(&body) {
+            Ok(text) => {
+                event.insert("body".into(), json!(text));
+                event.insert("isBase64Encoded".into(), json!(false));
+            }
+            Err(_) => {
+                event.insert("body".into(), json!(STANDARD.encode(&body)));
+                event.insert("isBase64Encoded".into(), json!(true));
+            }
+        }
+    } else {
+        event.insert("isBase64Encoded".into(), json!(false));
+    }
+    let outcome = route
+        .function
+        .invoke(Bytes::from(Value::Object(event).to_string()))
+        .await;
+    match outcome {
+        Outcome::Response(body) => http_response(&body).unwrap_or_else(|| {
+            eprintln!(
+                "[{}] [aloft-local] malformed function response: {}",
+                route.function.name(),
+                String::from_utf8_lossy(&body)
+            );
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }),
+        failure => {
+            log_failure(route.function.name(), &failure);
+            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+/// A payload 2.0 function response as HTTP. Without `statusCode`, the gateway treats the
+/// whole output as a 200 JSON body.
+fn http_response(body: &[u8]) -> Option<Response> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let Some(status) = value.get("statusCode").and_then(Value::as_u64) else {
+        return Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_vec(),
+            )
+                .into_response(),
+        );
+    };
+    let status = StatusCode::from_u16(u16::try_from(status).ok()?).ok()?;
+    let mut headers = HeaderMap::new();
+    if let Some(h) = value.get("headers").and_then(Value::as_object) {
+        for (k, v) in h {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(&v).ok()?,
+            );
+        }
+    }
+    if let Some(m) = value.get("multiValueHeaders").and_then(Value::as_object) {
+        for (k, vs) in m {
+            for v in vs
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                headers.append(
+                    HeaderName::from_bytes(k.as_bytes()).ok()?,
+                    HeaderValue::from_str(v).ok()?,
+                );
+            }
+        }
+    }
+    for c in value
+        .get("cookies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        headers.append(header::SET_COOKIE, HeaderValue::from_str(c).ok()?);
+    }
+    let text = value
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let bytes = if value.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+        STANDARD.decode(text).ok()?
+    } else {
+        text.as_bytes().to_vec()
+    };
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().extend(headers);
+    Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rank(route: &str, method: &str, path: &str) -> Option<(Vec<u8>, HashMap<String, String>)> {
+        let (m, p) = route.split_once(' ').unwrap();
+        Pattern::parse(m, p).matches(method, &path_segments(path))
+    }
+
+    #[test]
+    fn literal_segments_win_over_parameters_and_greedy_ones() {
+        let lit = rank("GET /users/me", "GET", "/users/me").unwrap().0;
+        let param = rank("GET /users/{id}", "GET", "/users/me").unwrap().0;
+        let greedy = rank("GET /{proxy+}", "GET", "/users/me").unwrap().0;
+        let any = rank("ANY /users/me", "GET", "/users/me").unwrap().0;
+        assert!(lit < param && param < greedy);
+        assert!(lit < any);
+    }
+
+    #[test]
+    fn parameters_are_captured_and_lengths_must_agree() {
+        let (_, p) = rank(
+            "PUT /services/{service}/instances/{id}/heartbeat",
+            "PUT",
+            "/services/web/instances/i-1/heartbeat",
+        )
+        .unwrap();
+        assert_eq!(p["service"], "web");
+        assert_eq!(p["id"], "i-1");
+        assert!(rank("GET /users/{id}", "GET", "/users/1/audit").is_none());
+        assert!(rank("GET /users/{id}", "GET", "/users").is_none());
+        assert!(rank("GET /users/{id}", "POST", "/users/1").is_none());
+        let (_, p) = rank("GET /files/{path+}", "GET", "/files/a/b/c").unwrap();
+        assert_eq!(p["path"], "a/b/c");
+    }
+
+    #[test]
+    fn function_responses_become_http() {
+        let r = http_response(br#"{"statusCode":201,"headers":{"location":"/users/1"},"body":"{}","isBase64Encoded":false}"#).unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(r.headers()["location"], "/users/1");
+        let r = http_response(br#"{"hello":"world"}"#).unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(http_response(b"not json").is_none());
+    }
+}

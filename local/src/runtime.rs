@@ -1,0 +1,468 @@
+//! Lambda, locally: each function is its own built binary, started as child processes
+//! that speak the Lambda Runtime API to us, exactly as they do in the Lambda sandbox.
+//!
+//! An invocation goes to an idle process of its function if there is one; otherwise it
+//! waits in line and, while the function has fewer processes than its concurrency
+//! limit, a new process is started (a cold start). A process that overruns the
+//! function's timeout is killed, like a Lambda sandbox, and its invocation fails.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::oneshot;
+
+use crate::logs::LogSink;
+
+/// What came back from an invocation.
+#[derive(Debug)]
+pub enum Outcome {
+    Response(Bytes),
+    /// The function reported an error, crashed or timed out. `{errorType, errorMessage}`.
+    Error(serde_json::Value),
+}
+
+impl Outcome {
+    fn error(kind: &str, message: impl Into<String>) -> Self {
+        Outcome::Error(serde_json::json!({"errorType": kind, "errorMessage": message.into()}))
+    }
+}
+
+struct Invocation {
+    request_id: String,
+    payload: Bytes,
+}
+
+struct Inflight {
+    instance: Option<u64>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Instance {
+    kill: Option<oneshot::Sender<()>>,
+    /// Has asked for work at least once, i.e. finished its init.
+    initialised: bool,
+}
+
+#[derive(Default)]
+struct Pool {
+    next_instance: u64,
+    instances: HashMap<u64, Instance>,
+    idle: VecDeque<(u64, oneshot::Sender<Invocation>)>,
+    queue: VecDeque<Invocation>,
+    inflight: HashMap<String, Inflight>,
+}
+
+pub struct FunctionConfig {
+    pub name: String,
+    pub binary: PathBuf,
+    pub environment: BTreeMap<String, String>,
+    pub timeout: Duration,
+    pub memory_mb: u64,
+    pub max_instances: usize,
+    pub arn: String,
+}
+
+pub struct Function {
+    config: FunctionConfig,
+    runtime_api: String,
+    logs: LogSink,
+    pool: Mutex<Pool>,
+}
+
+impl Function {
+    pub fn new(config: FunctionConfig, runtime_api: String, logs: LogSink) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            runtime_api,
+            logs,
+            pool: Mutex::new(Pool::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        // A panic while holding the lock leaves the pool consistent enough to go on.
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Invokes the function with `payload` and waits for its outcome.
+    pub async fn invoke(self: &Arc<Self>, payload: Bytes) -> Outcome {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (reply, outcome) = oneshot::channel();
+        {
+            let mut pool = self.pool();
+            pool.inflight.insert(
+                request_id.clone(),
+                Inflight {
+                    instance: None,
+                    reply,
+                },
+            );
+            let mut invocation = Invocation {
+                request_id,
+                payload,
+            };
+            loop {
+                let Some((instance, waiter)) = pool.idle.pop_front() else {
+                    pool.queue.push_back(invocation);
+                    if pool.instances.len() < self.config.max_instances {
+                        self.spawn_instance(&mut pool);
+                    }
+                    break;
+                };
+                let id = invocation.request_id.clone();
+                match waiter.send(invocation) {
+                    Ok(()) => {
+                        self.assign(&mut pool, &id, instance);
+                        break;
+                    }
+                    // That process went away while idle; try the next one.
+                    Err(back) => invocation = back,
+                }
+            }
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Outcome::error("Runtime.Unknown", "invocation was dropped"))
+    }
+
+    /// Records that `instance` took invocation `id`, and arms its timeout.
+    fn assign(self: &Arc<Self>, pool: &mut Pool, id: &str, instance: u64) {
+        if let Some(i) = pool.inflight.get_mut(id) {
+            i.instance = Some(instance);
+        }
+        let this = Arc::clone(self);
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.config.timeout).await;
+            let mut pool = this.pool();
+            let timed_out = pool
+                .inflight
+                .get(&id)
+                .is_some_and(|i| i.instance == Some(instance));
+            if timed_out {
+                if let Some(i) = pool.inflight.remove(&id) {
+                    let secs = this.config.timeout.as_secs_f64();
+                    let _ = i.reply.send(Outcome::error(
+                        "Sandbox.Timedout",
+                        format!("Task timed out after {secs:.2} seconds"),
+                    ));
+                }
+                this.logs.system(
+                    &this.config.name,
+                    &format!("{id} timed out; stopping its process"),
+                );
+                if let Some(kill) = pool
+                    .instances
+                    .get_mut(&instance)
+                    .and_then(|i| i.kill.take())
+                {
+                    let _ = kill.send(());
+                }
+            }
+        });
+    }
+
+    fn spawn_instance(self: &Arc<Self>, pool: &mut Pool) {
+        let instance = pool.next_instance;
+        pool.next_instance += 1;
+        let c = &self.config;
+        let mut cmd = Command::new(&c.binary);
+        cmd.env_clear()
+            .envs(&c.environment)
+            .env("AWS_LAMBDA_FUNCTION_NAME", &c.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string())
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", c.name),
+            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{instance}"))
+            .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("{}/{}/{instance}", self.runtime_api, c.name),
+            )
+            .env("_HANDLER", "bootstrap")
+            .env("TZ", ":UTC")
+            .env("LANG", "en_US.UTF-8")
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                self.logs.system(
+                    &c.name,
+                    &format!("cannot start {}: {e}", c.binary.display()),
+                );
+                let message = format!("cannot start {}: {e}", c.binary.display());
+                fail_queue(pool, "Runtime.InvalidEntrypoint", &message);
+                return;
+            }
+        };
+        self.logs.system(
+            &c.name,
+            &format!(
+                "cold start: process {instance} (pid {})",
+                child.id().unwrap_or(0)
+            ),
+        );
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = self.logs.clone();
+            let name = c.name.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    logs.line(&name, &line);
+                }
+            });
+        }
+        let (kill, killed) = oneshot::channel();
+        pool.instances.insert(
+            instance,
+            Instance {
+                kill: Some(kill),
+                initialised: false,
+            },
+        );
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let status = tokio::select! {
+                status = child.wait() => status.ok(),
+                _ = killed => { let _ = child.kill().await; None }
+            };
+            this.instance_exited(instance, status);
+        });
+    }
+
+    fn instance_exited(self: &Arc<Self>, instance: u64, status: Option<std::process::ExitStatus>) {
+        let mut pool = self.pool();
+        let Some(gone) = pool.instances.remove(&instance) else {
+            return;
+        };
+        pool.idle.retain(|(i, _)| *i != instance);
+        let lost: Vec<String> = pool
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.instance == Some(instance))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let how = status.map_or("was stopped".to_owned(), |s| format!("exited ({s})"));
+        self.logs
+            .system(&self.config.name, &format!("process {instance} {how}"));
+        for id in lost {
+            if let Some(f) = pool.inflight.remove(&id) {
+                let _ = f.reply.send(Outcome::error(
+                    "Runtime.ExitError",
+                    format!("Runtime exited: {how}"),
+                ));
+            }
+        }
+        if !gone.initialised {
+            // Init failed: like Lambda, fail what waits instead of retrying forever.
+            fail_queue(
+                &mut pool,
+                "Runtime.ExitError",
+                &format!("init failed: process {how}"),
+            );
+        } else if !pool.queue.is_empty() && pool.instances.len() < self.config.max_instances {
+            self.spawn_instance(&mut pool);
+        }
+    }
+
+    /// Stops every process of this function.
+    pub fn shutdown(&self) {
+        let mut pool = self.pool();
+        for i in pool.instances.values_mut() {
+            if let Some(kill) = i.kill.take() {
+                let _ = kill.send(());
+            }
+        }
+    }
+
+    fn headers(&self, id: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let deadline = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
+            + self.config.timeout.as_millis() as i128;
+        let trace = format!(
+            "Root=1-{:08x}-{}",
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+            &uuid::Uuid::new_v4().simple().to_string()[..24]
+        );
+        for (k, v) in [
+            ("lambda-runtime-aws-request-id", id.to_owned()),
+            ("lambda-runtime-deadline-ms", deadline.to_string()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                self.config.arn.clone(),
+            ),
+            ("lambda-runtime-trace-id", trace),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
+        }
+        h
+    }
+}
+
+fn fail_queue(pool: &mut Pool, kind: &str, message: &str) {
+    for inv in std::mem::take(&mut pool.queue) {
+        if let Some(f) = pool.inflight.remove(&inv.request_id) {
+            let _ = f.reply.send(Outcome::error(kind, message));
+        }
+    }
+}
+
+/// Every function, by logical id, for the Runtime API server.
+pub type Functions = Arc<HashMap<String, Arc<Function>>>;
+
+/// The Runtime API, under `/<function>/<process>/` so one server serves every process.
+pub fn runtime_api(functions: Functions) -> Router {
+    Router::new()
+        .route(
+            "/{function}/{instance}/2018-06-01/runtime/invocation/next",
+            get(next),
+        )
+        .route(
+            "/{function}/{instance}/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
+        .route(
+            "/{function}/{instance}/2018-06-01/runtime/invocation/{id}/error",
+            post(report_error),
+        )
+        .route(
+            "/{function}/{instance}/2018-06-01/runtime/init/error",
+            post(init_error),
+        )
+        .with_state(functions)
+}
+
+fn unknown(what: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({"errorType": "InvalidRequestID", "errorMessage": what})),
+    )
+        .into_response()
+}
+
+async fn next(
+    State(functions): State<Functions>,
+    Path((function, instance)): Path<(String, u64)>,
+) -> Response {
+    let Some(f) = functions.get(&function) else {
+        return unknown("unknown function");
+    };
+    let waiting = {
+        let mut pool = f.pool();
+        match pool.instances.get_mut(&instance) {
+            Some(i) => i.initialised = true,
+            None => return unknown("unknown process"),
+        }
+        match pool.queue.pop_front() {
+            Some(inv) => {
+                f.assign(&mut pool, &inv.request_id.clone(), instance);
+                Ok(inv)
+            }
+            None => {
+                let (tx, rx) = oneshot::channel();
+                pool.idle.push_back((instance, tx));
+                Err(rx)
+            }
+        }
+    };
+    let inv = match waiting {
+        Ok(inv) => inv,
+        Err(rx) => match rx.await {
+            Ok(inv) => inv,
+            Err(_) => return StatusCode::GONE.into_response(),
+        },
+    };
+    (StatusCode::OK, f.headers(&inv.request_id), inv.payload).into_response()
+}
+
+fn complete(functions: &Functions, function: &str, id: &str, outcome: Outcome) -> Response {
+    let Some(f) = functions.get(function) else {
+        return unknown("unknown function");
+    };
+    match f.pool().inflight.remove(id) {
+        Some(inflight) => {
+            let _ = inflight.reply.send(outcome);
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({"status": "OK"})),
+            )
+                .into_response()
+        }
+        None => unknown("no such invocation in flight (it may have timed out)"),
+    }
+}
+
+async fn respond(
+    State(functions): State<Functions>,
+    Path((function, _instance, id)): Path<(String, u64, String)>,
+    body: Bytes,
+) -> Response {
+    complete(&functions, &function, &id, Outcome::Response(body))
+}
+
+async fn report_error(
+    State(functions): State<Functions>,
+    Path((function, _instance, id)): Path<(String, u64, String)>,
+    body: Bytes,
+) -> Response {
+    let error = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::json!({"errorType": "Unknown", "errorMessage": String::from_utf8_lossy(&body)}));
+    complete(&functions, &function, &id, Outcome::Error(error))
+}
+
+async fn init_error(
+    State(functions): State<Functions>,
+    Path((function, instance)): Path<(String, u64)>,
+    body: Bytes,
+) -> Response {
+    if let Some(f) = functions.get(&function) {
+        f.logs.system(
+            &function,
+            &format!(
+                "process {instance} failed to initialise: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        );
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({"status": "OK"})),
+    )
+        .into_response()
+}
