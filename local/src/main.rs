@@ -140,8 +140,6 @@ async fn run() -> Result<()> {
         .await
         .with_context(|| format!("provisioning the template's resources at {}", args.endpoint))?;
 
-    let runtime_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let runtime_api = runtime_listener.local_addr()?.to_string();
     let (logs, _forwarder) = LogSink::new(aws_sdk_cloudwatch::Client::new(&sdk));
 
     let mut functions = HashMap::new();
@@ -180,7 +178,7 @@ async fn run() -> Result<()> {
         };
         functions.insert(
             spec.name.clone(),
-            Function::new(config, runtime_api.clone(), logs.clone()),
+            Function::new(config, logs.clone()),
         );
     }
     let functions = Arc::new(functions);
@@ -238,17 +236,8 @@ async fn run() -> Result<()> {
     let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("port {} is taken; set ALOFT_PORT to another", args.port))?;
-    let runtime_server = axum::serve(
-        runtime_listener,
-        runtime::runtime_api(Arc::clone(&functions)),
-    );
-    tokio::spawn(async move {
-        if let Err(e) = runtime_server.await {
-            eprintln!("aloft-local: Runtime API server failed: {e}");
-        }
-    });
     println!(
-        "[aloft-local] serving {} routes and {} schedules on http://127.0.0.1:{} (Runtime API on {runtime_api})",
+        "[aloft-local] serving {} routes and {} schedules on http://127.0.0.1:{}",
         template.routes()?.len(),
         specs.len(),
         args.port

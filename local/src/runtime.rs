@@ -50,6 +50,8 @@ struct Inflight {
 
 struct Instance {
     kill: Option<oneshot::Sender<()>>,
+    /// This process's own Runtime API server, stopped when the process exits.
+    api: tokio::task::JoinHandle<()>,
     /// Has asked for work at least once, i.e. finished its init.
     initialised: bool,
 }
@@ -75,16 +77,14 @@ pub struct FunctionConfig {
 
 pub struct Function {
     config: FunctionConfig,
-    runtime_api: String,
     logs: LogSink,
     pool: Mutex<Pool>,
 }
 
 impl Function {
-    pub fn new(config: FunctionConfig, runtime_api: String, logs: LogSink) -> Arc<Self> {
+    pub fn new(config: FunctionConfig, logs: LogSink) -> Arc<Self> {
         Arc::new(Self {
             config,
-            runtime_api,
             logs,
             pool: Mutex::new(Pool::default()),
         })
@@ -181,6 +181,19 @@ impl Function {
         let instance = pool.next_instance;
         pool.next_instance += 1;
         let c = &self.config;
+        // Each process gets its own Runtime API endpoint (host:port, as in the Lambda
+        // sandbox), so we always know which process took which invocation.
+        let listener = match std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+        {
+            Ok(l) => l,
+            Err(e) => {
+                fail_queue(pool, "Runtime.Unknown", &format!("cannot open a Runtime API port: {e}"));
+                return;
+            }
+        };
+        let runtime_api = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let mut cmd = Command::new(&c.binary);
         cmd.env_clear()
             .envs(&c.environment)
@@ -193,10 +206,7 @@ impl Function {
             )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{instance}"))
             .env("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("{}/{}/{instance}", self.runtime_api, c.name),
-            )
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
             .env("_HANDLER", "bootstrap")
             .env("TZ", ":UTC")
             .env("LANG", "en_US.UTF-8")
@@ -247,10 +257,15 @@ impl Function {
             });
         }
         let (kill, killed) = oneshot::channel();
+        let router = instance_api(Arc::clone(self), instance);
+        let api = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
         pool.instances.insert(
             instance,
             Instance {
                 kill: Some(kill),
+                api,
                 initialised: false,
             },
         );
@@ -269,6 +284,7 @@ impl Function {
         let Some(gone) = pool.instances.remove(&instance) else {
             return;
         };
+        gone.api.abort();
         pool.idle.retain(|(i, _)| *i != instance);
         let lost: Vec<String> = pool
             .inflight
@@ -343,29 +359,16 @@ fn fail_queue(pool: &mut Pool, kind: &str, message: &str) {
     }
 }
 
-/// Every function, by logical id, for the Runtime API server.
-pub type Functions = Arc<HashMap<String, Arc<Function>>>;
+type InstanceRef = (Arc<Function>, u64);
 
-/// The Runtime API, under `/<function>/<process>/` so one server serves every process.
-pub fn runtime_api(functions: Functions) -> Router {
+/// The Runtime API one process talks to.
+fn instance_api(function: Arc<Function>, instance: u64) -> Router {
     Router::new()
-        .route(
-            "/{function}/{instance}/2018-06-01/runtime/invocation/next",
-            get(next),
-        )
-        .route(
-            "/{function}/{instance}/2018-06-01/runtime/invocation/{id}/response",
-            post(respond),
-        )
-        .route(
-            "/{function}/{instance}/2018-06-01/runtime/invocation/{id}/error",
-            post(report_error),
-        )
-        .route(
-            "/{function}/{instance}/2018-06-01/runtime/init/error",
-            post(init_error),
-        )
-        .with_state(functions)
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(report_error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .with_state((function, instance))
 }
 
 fn unknown(what: &str) -> Response {
@@ -376,13 +379,7 @@ fn unknown(what: &str) -> Response {
         .into_response()
 }
 
-async fn next(
-    State(functions): State<Functions>,
-    Path((function, instance)): Path<(String, u64)>,
-) -> Response {
-    let Some(f) = functions.get(&function) else {
-        return unknown("unknown function");
-    };
+async fn next(State((f, instance)): State<InstanceRef>) -> Response {
     let waiting = {
         let mut pool = f.pool();
         match pool.instances.get_mut(&instance) {
@@ -411,10 +408,7 @@ async fn next(
     (StatusCode::OK, f.headers(&inv.request_id), inv.payload).into_response()
 }
 
-fn complete(functions: &Functions, function: &str, id: &str, outcome: Outcome) -> Response {
-    let Some(f) = functions.get(function) else {
-        return unknown("unknown function");
-    };
+fn complete(f: &Function, id: &str, outcome: Outcome) -> Response {
     match f.pool().inflight.remove(id) {
         Some(inflight) => {
             let _ = inflight.reply.send(outcome);
@@ -429,37 +423,31 @@ fn complete(functions: &Functions, function: &str, id: &str, outcome: Outcome) -
 }
 
 async fn respond(
-    State(functions): State<Functions>,
-    Path((function, _instance, id)): Path<(String, u64, String)>,
+    State((f, _)): State<InstanceRef>,
+    Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    complete(&functions, &function, &id, Outcome::Response(body))
+    complete(&f, &id, Outcome::Response(body))
 }
 
 async fn report_error(
-    State(functions): State<Functions>,
-    Path((function, _instance, id)): Path<(String, u64, String)>,
+    State((f, _)): State<InstanceRef>,
+    Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let error = serde_json::from_slice(&body)
         .unwrap_or_else(|_| serde_json::json!({"errorType": "Unknown", "errorMessage": String::from_utf8_lossy(&body)}));
-    complete(&functions, &function, &id, Outcome::Error(error))
+    complete(&f, &id, Outcome::Error(error))
 }
 
-async fn init_error(
-    State(functions): State<Functions>,
-    Path((function, instance)): Path<(String, u64)>,
-    body: Bytes,
-) -> Response {
-    if let Some(f) = functions.get(&function) {
-        f.logs.system(
-            &function,
-            &format!(
-                "process {instance} failed to initialise: {}",
-                String::from_utf8_lossy(&body)
-            ),
-        );
-    }
+async fn init_error(State((f, instance)): State<InstanceRef>, body: Bytes) -> Response {
+    f.logs.system(
+        &f.config.name,
+        &format!(
+            "process {instance} failed to initialise: {}",
+            String::from_utf8_lossy(&body)
+        ),
+    );
     (
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({"status": "OK"})),
