@@ -18,7 +18,7 @@ run: setup
 	@local/scripts/stack.sh run
 
 test: setup lint
-	@local/scripts/stack.sh test cargo test --workspace --all-targets
+	@local/scripts/stack.sh test cargo test --workspace --all-targets --no-fail-fast
 
 lint: fmt clippy template
 

@@ -44,9 +44,11 @@ unset AWS_PROFILE
 if [ "$mode" = test ]; then
   port="$(free_port)"
   ttl=2 # short authorizer cache so revocation is observable in a test
+  schedules=manual # tests fire schedules themselves, so runs are deterministic
 else
   port="${ALOFT_PORT:-3000}"
   ttl=""
+  schedules=auto
 fi
 moto_port="$(free_port)"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
@@ -54,7 +56,8 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 echo "stack: building functions..."
 cargo build --quiet --workspace --bins
 
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+# moto's own server, with DynamoDB requests serialised (see local/moto_server.py).
+"$venv/bin/python" local/moto_server.py 127.0.0.1 "$moto_port" >"$state/moto.log" 2>&1 &
 pids+=($!)
 wait_for "$AWS_ENDPOINT_URL/moto-api/" "moto" "${pids[-1]}" "$state/moto.log"
 
@@ -63,11 +66,11 @@ overrides=()
 local_log="$state/local.log"
 if [ "$mode" = test ]; then
   target/debug/aloft-local --template template.yaml --bin-dir target/debug --port "$port" \
-    --endpoint "$AWS_ENDPOINT_URL" "${overrides[@]}" >"$local_log" 2>&1 &
+    --endpoint "$AWS_ENDPOINT_URL" --schedules "$schedules" "${overrides[@]}" >"$local_log" 2>&1 &
 else
   # Interactive: show function logs as they happen, and keep a copy.
   target/debug/aloft-local --template template.yaml --bin-dir target/debug --port "$port" \
-    --endpoint "$AWS_ENDPOINT_URL" "${overrides[@]}" > >(tee "$local_log") 2>&1 &
+    --endpoint "$AWS_ENDPOINT_URL" --schedules "$schedules" "${overrides[@]}" > >(tee "$local_log") 2>&1 &
 fi
 pids+=($!)
 wait_for "http://127.0.0.1:$port/_local/ready" "aloft-local" "${pids[-1]}" "$local_log"

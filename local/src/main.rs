@@ -176,10 +176,7 @@ async fn run() -> Result<()> {
             memory_mb: spec.memory_mb,
             max_instances: spec.reserved_concurrency.unwrap_or(args.concurrency).max(1),
         };
-        functions.insert(
-            spec.name.clone(),
-            Function::new(config, logs.clone()),
-        );
+        functions.insert(spec.name.clone(), Function::new(config, logs.clone()));
     }
     let functions = Arc::new(functions);
     let function = |name: &str| {

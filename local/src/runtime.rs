@@ -189,11 +189,18 @@ impl Function {
         {
             Ok(l) => l,
             Err(e) => {
-                fail_queue(pool, "Runtime.Unknown", &format!("cannot open a Runtime API port: {e}"));
+                fail_queue(
+                    pool,
+                    "Runtime.Unknown",
+                    &format!("cannot open a Runtime API port: {e}"),
+                );
                 return;
             }
         };
-        let runtime_api = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let runtime_api = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut cmd = Command::new(&c.binary);
         cmd.env_clear()
             .envs(&c.environment)
@@ -365,8 +372,14 @@ type InstanceRef = (Arc<Function>, u64);
 fn instance_api(function: Arc<Function>, instance: u64) -> Router {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(report_error))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(report_error),
+        )
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state((function, instance))
 }

@@ -76,7 +76,11 @@ pub async fn authorize(
     match &decision {
         Decision::Allow { key_id, .. } => tracing::debug!(%key_id, "allowed"),
         // The reason stays in our logs; the caller only ever sees the gateway's 403.
-        Decision::Deny(reason) => tracing::info!(?reason, route = event.route_key.as_deref().unwrap_or_default(), "denied"),
+        Decision::Deny(reason) => tracing::info!(
+            ?reason,
+            route = event.route_key.as_deref().unwrap_or_default(),
+            "denied"
+        ),
     }
     Ok(decision.into())
 }
