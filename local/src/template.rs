@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn the_repository_template_is_understood() {
         let text = include_str!("../../template.yaml");
-        let t = Template::parse(&text, &HashMap::new()).unwrap();
+        let t = Template::parse(text, &HashMap::new()).unwrap();
         let functions = t.functions().unwrap();
         let users = functions
             .iter()

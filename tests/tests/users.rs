@@ -370,7 +370,16 @@ async fn every_bad_input_gets_its_4xx_and_writes_nothing() {
     let email = unique_email();
     let valid = json!({"email": email, "name": "Valid Name", "role": "member"}).to_string();
     let huge = json!({"email": email, "name": "x".repeat(70 * 1024), "role": "member"}).to_string();
-    let cases: Vec<(&str, Option<&str>, String, StatusCode, &str, Option<&str>)> = vec![
+    // (what, content type, body, expected status, problem type, field named)
+    type BadCase<'a> = (
+        &'a str,
+        Option<&'a str>,
+        String,
+        StatusCode,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<BadCase> = vec![
         (
             "malformed JSON",
             Some("application/json"),
