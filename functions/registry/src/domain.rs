@@ -13,6 +13,13 @@ pub const WEIGHT_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 pub const DEFAULT_WEIGHT: u32 = 100;
 pub const TTL_RANGE: std::ops::RangeInclusive<u32> = 5..=3600;
 pub const DEFAULT_TTL_SECONDS: u32 = 30;
+pub const CHECK_INTERVAL_RANGE: std::ops::RangeInclusive<u32> = 5..=3600;
+pub const DEFAULT_CHECK_INTERVAL_SECONDS: u32 = 30;
+pub const CHECK_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 100..=10_000;
+pub const DEFAULT_CHECK_TIMEOUT_MS: u32 = 2_000;
+/// Consecutive failed checks after which an instance is `critical` (one makes it
+/// `warning`; one success makes it `passing` again).
+pub const FAILURES_BEFORE_CRITICAL: u32 = 3;
 /// Share of a service's instances that may lapse in one sweep before the sweep suspects
 /// a partition rather than deaths, and evicts none (Eureka's self-preservation).
 pub const DEFAULT_SELF_PRESERVATION_THRESHOLD: f64 = 0.85;
@@ -128,7 +135,79 @@ pub struct RegisterRequest {
     pub meta: BTreeMap<String, String>,
     pub weight: Option<u32>,
     pub ttl_seconds: Option<u32>,
+    pub check: Option<CheckRequest>,
     pub depends_on: Option<Vec<String>>,
+}
+
+/// The `check` of a registration as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub http: Option<String>,
+    pub interval_seconds: Option<u32>,
+    pub timeout_ms: Option<u32>,
+}
+
+/// An HTTP health check the sweep runs against an instance: a GET that must answer 2xx
+/// within `timeout_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub http: String,
+    pub interval_seconds: u32,
+    pub timeout_ms: u32,
+}
+
+impl HealthCheck {
+    fn parse(req: &CheckRequest, errors: &mut Vec<FieldError>) -> Option<Self> {
+        let before = errors.len();
+        let http = req.http.as_deref().map(str::trim).unwrap_or_default();
+        if req.http.is_none() {
+            errors.push(FieldError::new("check.http", "is required"));
+        } else if !(http.starts_with("http://") || http.starts_with("https://"))
+            || http.len() > 2048
+            || http.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            errors.push(FieldError::new(
+                "check.http",
+                "must be an http:// or https:// URL of at most 2048 characters",
+            ));
+        }
+        let interval_seconds = req
+            .interval_seconds
+            .unwrap_or(DEFAULT_CHECK_INTERVAL_SECONDS);
+        if !CHECK_INTERVAL_RANGE.contains(&interval_seconds) {
+            errors.push(FieldError::new(
+                "check.interval_seconds",
+                "must be from 5 to 3600",
+            ));
+        }
+        let timeout_ms = req.timeout_ms.unwrap_or(DEFAULT_CHECK_TIMEOUT_MS);
+        if !CHECK_TIMEOUT_RANGE.contains(&timeout_ms) {
+            errors.push(FieldError::new(
+                "check.timeout_ms",
+                "must be from 100 to 10000",
+            ));
+        }
+        (errors.len() == before).then(|| Self {
+            http: http.to_owned(),
+            interval_seconds,
+            timeout_ms,
+        })
+    }
+}
+
+/// An instance's status and consecutive failure count after one check.
+pub fn after_check(failures_before: u32, passed: bool) -> (HealthStatus, u32) {
+    if passed {
+        return (HealthStatus::Passing, 0);
+    }
+    let failures = failures_before.saturating_add(1);
+    let status = if failures >= FAILURES_BEFORE_CRITICAL {
+        HealthStatus::Critical
+    } else {
+        HealthStatus::Warning
+    };
+    (status, failures)
 }
 
 /// A validated registration.
@@ -142,6 +221,7 @@ pub struct Registration {
     pub meta: BTreeMap<String, String>,
     pub weight: u32,
     pub ttl_seconds: u32,
+    pub check: Option<HealthCheck>,
     pub depends_on: Vec<ServiceName>,
 }
 
@@ -221,6 +301,11 @@ impl Registration {
         if !TTL_RANGE.contains(&ttl_seconds) {
             fail("ttl_seconds", "must be from 5 to 3600".into());
         }
+        let check = req
+            .check
+            .as_ref()
+            .and_then(|c| HealthCheck::parse(c, &mut errors));
+        let mut fail = |f: &str, m: String| errors.push(FieldError::new(f, m));
         let mut depends_on = Vec::new();
         for (i, d) in req.depends_on.unwrap_or_default().iter().enumerate() {
             match ServiceName::parse(d) {
@@ -243,6 +328,7 @@ impl Registration {
             meta: req.meta,
             weight,
             ttl_seconds,
+            check,
             depends_on,
         })
     }
@@ -263,6 +349,11 @@ pub struct Instance {
     pub status: HealthStatus,
     pub load: Option<Load>,
     pub lease_expires_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<HealthCheck>,
+    /// Consecutive failed HTTP checks.
+    #[serde(default)]
+    pub check_failures: u32,
 }
 
 impl Instance {
@@ -286,6 +377,8 @@ impl Instance {
             status: HealthStatus::Passing,
             load: None,
             lease_expires_at_ms: lease_expiry(now_ms, r.ttl_seconds),
+            check: r.check.clone(),
+            check_failures: 0,
         }
     }
 }
@@ -488,6 +581,8 @@ mod tests {
             status,
             load: None,
             lease_expires_at_ms: expires,
+            check: None,
+            check_failures: 0,
         }
     }
 
@@ -636,6 +731,39 @@ mod tests {
             "b"
         );
         assert!(resolve(Strategy::LeastLoaded, &[], 0, 0.0).is_none());
+    }
+
+    #[test]
+    fn http_checks_are_validated_with_defaults() {
+        let req: RegisterRequest = serde_json::from_str(
+            r#"{"address": "10.0.0.1", "check": {"http": "http://10.0.0.1:8080/health"}}"#,
+        )
+        .unwrap();
+        let check = Registration::parse(req).unwrap().check.unwrap();
+        assert_eq!(check.interval_seconds, DEFAULT_CHECK_INTERVAL_SECONDS);
+        assert_eq!(check.timeout_ms, DEFAULT_CHECK_TIMEOUT_MS);
+        let req: RegisterRequest = serde_json::from_str(
+            r#"{"address": "10.0.0.1", "check": {"http": "ftp://x", "interval_seconds": 1, "timeout_ms": 60000}}"#,
+        )
+        .unwrap();
+        let fields: Vec<_> = Registration::parse(req)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            ["check.http", "check.interval_seconds", "check.timeout_ms"]
+        );
+    }
+
+    #[test]
+    fn failing_checks_warn_then_go_critical_and_one_success_heals() {
+        assert_eq!(after_check(0, false), (HealthStatus::Warning, 1));
+        assert_eq!(after_check(1, false), (HealthStatus::Warning, 2));
+        assert_eq!(after_check(2, false), (HealthStatus::Critical, 3));
+        assert_eq!(after_check(7, false), (HealthStatus::Critical, 8));
+        assert_eq!(after_check(7, true), (HealthStatus::Passing, 0));
     }
 
     #[test]

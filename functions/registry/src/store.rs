@@ -10,7 +10,9 @@
 //! | a service that depends on this one | `SVC#<name>` | `DEPENDENT#<other>` |
 //!
 //! Instances carry `lease_expires_at_ms` on the sparse `by-expiry` index, so the sweep
-//! reads only due leases. Services carry `listing` for the `services` index.
+//! reads only due leases; instances with an HTTP check also carry `next_check_at_ms` on
+//! the sparse `checks` index, so it reads only due checks. Services carry `listing` for
+//! the `services` index.
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::dynamo::{StoreError, cancellation_codes, condition_failed_at, n, s};
@@ -20,11 +22,15 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{HealthStatus, Instance, Load, RegistryError, ServiceName, lease_expiry};
+use crate::domain::{
+    HealthCheck, HealthStatus, Instance, Load, RegistryError, ServiceName, lease_expiry,
+};
 
 const INDEX_BY_EXPIRY: &str = "by-expiry";
 const INDEX_SERVICES: &str = "services";
+const INDEX_CHECKS: &str = "checks";
 const EXPIRY_SHARD: &str = "lease";
+const CHECK_SHARD: &str = "check";
 const SERVICE_SK: &str = "#SERVICE";
 const INSTANCE_PREFIX: &str = "INST#";
 const DEPENDENT_PREFIX: &str = "DEPENDENT#";
@@ -42,20 +48,40 @@ struct InstanceItem {
     /// The lease length in milliseconds, so a heartbeat renews with one UpdateItem
     /// (`SET lease_expires_at_ms = ttl_ms + :now`).
     ttl_ms: i64,
+    /// Only on instances with an HTTP check: puts them on the `checks` index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_check_at_ms: Option<i64>,
     #[serde(flatten)]
     instance: Instance,
 }
 
 impl From<&Instance> for InstanceItem {
     fn from(i: &Instance) -> Self {
+        let ttl_ms = lease_expiry(0, i.ttl_seconds);
+        let has_check = i.check.is_some();
         Self {
             pk: service_pk(i.service.as_str()),
             sk: format!("{INSTANCE_PREFIX}{}", i.instance_id),
             expiry_shard: EXPIRY_SHARD.to_owned(),
-            ttl_ms: lease_expiry(0, i.ttl_seconds),
+            ttl_ms,
+            check_shard: has_check.then(|| CHECK_SHARD.to_owned()),
+            // First check on the next sweep after (re-)registration.
+            next_check_at_ms: has_check.then(|| i.lease_expires_at_ms - ttl_ms),
             instance: i.clone(),
         }
     }
+}
+
+/// An instance whose HTTP check is due.
+#[derive(Debug, Clone)]
+pub struct DueCheck {
+    pub service: String,
+    pub instance_id: String,
+    pub check: HealthCheck,
+    pub status: HealthStatus,
+    pub failures: u32,
 }
 
 /// What a service's partition holds.
@@ -459,6 +485,86 @@ impl RegistryStore {
                 self.outbox.publish(&[event]).await;
                 Ok(true)
             }
+            Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::from(e).into()),
+        }
+    }
+
+    /// Instances whose HTTP check is due at `now_ms`, from the sparse `checks` index.
+    pub async fn due_checks(&self, now_ms: i64) -> Result<Vec<DueCheck>, RegistryError> {
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(INDEX_CHECKS)
+                .key_condition_expression("check_shard = :shard AND next_check_at_ms <= :now")
+                .expression_attribute_values(":shard", s(CHECK_SHARD))
+                .expression_attribute_values(":now", n(now_ms))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(StoreError::from)?;
+            for item in out.items.unwrap_or_default() {
+                let item: InstanceItem = serde_dynamo::from_item(item).map_err(StoreError::from)?;
+                let i = item.instance;
+                if let Some(check) = i.check {
+                    due.push(DueCheck {
+                        service: i.service.as_str().to_owned(),
+                        instance_id: i.instance_id,
+                        check,
+                        status: i.status,
+                        failures: i.check_failures,
+                    });
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(due),
+            }
+        }
+    }
+
+    /// Records a check's result and when the next is due. A status change bumps the
+    /// service's revision (discovery answers change). False when the instance is gone.
+    #[tracing::instrument(skip_all, fields(service = %due.service, instance_id = %due.instance_id))]
+    pub async fn record_check(
+        &self,
+        due: &DueCheck,
+        status: HealthStatus,
+        failures: u32,
+        next_check_at_ms: i64,
+    ) -> Result<bool, RegistryError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(service_pk(&due.service)))
+            .key("sk", s(format!("{INSTANCE_PREFIX}{}", due.instance_id)))
+            .update_expression(
+                "SET #status = :status, check_failures = :failures, next_check_at_ms = :next",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(serde_plain(&status)))
+            .expression_attribute_values(":failures", n(failures))
+            .expression_attribute_values(":next", n(next_check_at_ms))
+            .build()
+            .map_err(|e| StoreError::new("record check", e))?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        if status != due.status {
+            items.push(self.bump_revision(&due.service, None)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
             Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
                 Ok(false)
             }

@@ -252,3 +252,119 @@ async fn the_sweep_holds_back_when_nine_of_ten_leases_lapse_and_evicts_ordinary_
     assert_eq!(report.services[0].evicted, ["i8", "i9"]);
     assert_eq!(report.services[0].held_back, None);
 }
+
+/// A loopback HTTP server whose health endpoint can be switched up and down.
+async fn switchable_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let up = std::sync::Arc::new(AtomicBool::new(true));
+    let state = up.clone();
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || {
+            let up = state.clone();
+            async move {
+                if up.load(Ordering::SeqCst) {
+                    http::StatusCode::OK
+                } else {
+                    http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/health"), up)
+}
+
+fn checked_instance(id: &str, url: &str, now_ms: i64) -> Instance {
+    let req: RegisterRequest = serde_json::from_value(serde_json::json!({
+        "address": "127.0.0.1", "ttl_seconds": 3600,
+        "check": {"http": url, "interval_seconds": 10, "timeout_ms": 300}
+    }))
+    .unwrap();
+    Instance::register(
+        ServiceName::parse("checked").unwrap(),
+        id.into(),
+        &Registration::parse(req).unwrap(),
+        now_ms,
+    )
+}
+
+#[tokio::test]
+async fn http_checks_follow_a_server_going_down_and_up() {
+    use aloft_registry::sweep::{HttpChecker, run_checks};
+    use std::sync::atomic::Ordering;
+
+    let f = fixture().await;
+    let checker = HttpChecker::default();
+    let (url, up) = switchable_server().await;
+    let now = 1_000_000;
+    f.store
+        .register(&checked_instance("web-1", &url, now), &[])
+        .await
+        .unwrap();
+    // A second instance pointing at a port nobody listens on.
+    f.store
+        .register(
+            &checked_instance("gone", "http://127.0.0.1:9/health", now),
+            &[],
+        )
+        .await
+        .unwrap();
+    let status = |id: &'static str| {
+        let store = f.store.clone();
+        async move {
+            store
+                .view("checked")
+                .await
+                .unwrap()
+                .unwrap()
+                .instances
+                .into_iter()
+                .find(|i| i.instance_id == id)
+                .unwrap()
+                .status
+        }
+    };
+
+    let reports = run_checks(&f.store, &checker, now).await.unwrap();
+    assert_eq!(reports.len(), 2, "both checks are due at registration");
+    assert_eq!(status("web-1").await, HealthStatus::Passing);
+    assert_eq!(status("gone").await, HealthStatus::Warning);
+
+    // Not due again until the interval has passed.
+    assert!(
+        run_checks(&f.store, &checker, now + 5_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    up.store(false, Ordering::SeqCst);
+    let mut seen = Vec::new();
+    for round in 1..=3 {
+        run_checks(&f.store, &checker, now + round * 10_000)
+            .await
+            .unwrap();
+        seen.push(status("web-1").await);
+    }
+    assert_eq!(
+        seen,
+        [
+            HealthStatus::Warning,
+            HealthStatus::Warning,
+            HealthStatus::Critical
+        ]
+    );
+    assert_eq!(status("gone").await, HealthStatus::Critical);
+    let revision_down = f.store.view("checked").await.unwrap().unwrap().revision;
+
+    up.store(true, Ordering::SeqCst);
+    run_checks(&f.store, &checker, now + 40_000).await.unwrap();
+    assert_eq!(status("web-1").await, HealthStatus::Passing);
+    assert!(
+        f.store.view("checked").await.unwrap().unwrap().revision > revision_down,
+        "a health change is a new revision for discovery"
+    );
+}

@@ -19,12 +19,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ..SelfPreservation::default()
     };
     let store = &store;
+    let checker = &sweep::HttpChecker::default();
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<EventBridgeEvent>| async move {
             let now_ms = (clock::now().unix_timestamp_nanos() / 1_000_000) as i64;
-            sweep::sweep(store, now_ms, policy)
-                .await
-                .map_err(lambda_runtime::Error::from)
+            let mut report = sweep::sweep(store, now_ms, policy).await?;
+            report.checks = sweep::run_checks(store, checker, now_ms).await?;
+            Ok::<_, lambda_runtime::Error>(report)
         },
     ))
     .await

@@ -63,10 +63,13 @@ pub async fn fixture() -> Fixture {
         .attribute_definitions(attr("lease_expires_at_ms", ScalarAttributeType::N))
         .attribute_definitions(attr("listing", ScalarAttributeType::S))
         .attribute_definitions(attr("service_name", ScalarAttributeType::S))
+        .attribute_definitions(attr("check_shard", ScalarAttributeType::S))
+        .attribute_definitions(attr("next_check_at_ms", ScalarAttributeType::N))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
         .global_secondary_indexes(gsi("by-expiry", "expiry_shard", "lease_expires_at_ms"))
         .global_secondary_indexes(gsi("services", "listing", "service_name"))
+        .global_secondary_indexes(gsi("checks", "check_shard", "next_check_at_ms"))
         .send()
         .await
         .expect("create registry table");
