@@ -75,6 +75,8 @@ struct InstanceView<'a> {
     status: HealthStatus,
     load: Option<Load>,
     lease_expires_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<&'a crate::domain::HealthCheck>,
 }
 
 fn view(i: &Instance, now: i64) -> InstanceView<'_> {
@@ -93,6 +95,7 @@ fn view(i: &Instance, now: i64) -> InstanceView<'_> {
         },
         load: i.load,
         lease_expires_at: ms_to_rfc3339(i.lease_expires_at_ms),
+        check: i.check.as_ref(),
     }
 }
 
