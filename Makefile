@@ -10,6 +10,7 @@ export SAM_CLI_TELEMETRY := 0
 help:
 	@echo "make run    run the whole platform locally on http://127.0.0.1:$${ALOFT_PORT:-3000}"
 	@echo "make test   run every check and test (format, lint, template, unit, end to end)"
+	@echo "make bench  benchmarks against the local stack (DynamoDB requests per call, latency)"
 
 setup:
 	@local/scripts/setup.sh
@@ -27,6 +28,10 @@ fmt:
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks print numbers (requests per call, latency); no pass/fail on speed.
+bench: setup
+	@local/scripts/stack.sh test cargo bench --workspace
 
 template: setup
 	$(VENV)/bin/cfn-lint template.yaml

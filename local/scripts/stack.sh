@@ -82,6 +82,7 @@ export ALOFT_URL="http://127.0.0.1:$port" ALOFT_ADMIN_KEY="$admin_key"
 
 if [ "$mode" = test ]; then
   export ALOFT_AUTHORIZER_TTL_SECONDS=2
+  export ALOFT_LOCAL_LOG="$local_log" # tests read the functions' logs (e.g. for leaked card numbers)
   set +e
   "$@"
   status=$?

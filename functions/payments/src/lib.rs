@@ -1,7 +1,10 @@
 //! Payments: charges in integer minor units through pluggable processors, idempotent,
 //! with a state machine and refunds.
 //!
-//! Only the pure rules exist so far (`domain`); the store, the processors and the API
-//! follow.
+//! `domain` holds the rules, `processor` the gateways behind one trait, `store` the
+//! DynamoDB items, `api` the routes.
 
+pub mod api;
 pub mod domain;
+pub mod processor;
+pub mod store;

@@ -3,36 +3,8 @@
 
 mod common;
 
-use aloft_registry::api;
-use axum::body::Body;
+use common::send_event as send;
 use http::StatusCode;
-use tower::ServiceExt;
-
-async fn send(
-    store: &aloft_registry::store::RegistryStore,
-    file: &str,
-    edit: impl FnOnce(&mut serde_json::Value),
-) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-    let path = format!("{}/../../events/http/{file}", env!("CARGO_MANIFEST_DIR"));
-    let mut event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut event);
-    let request = lambda_http::request::from_str(&event.to_string())
-        .expect("lambda_http parses the sample event");
-    let (parts, body) = request.into_parts();
-    let router = aloft_shared::http::with_platform_layers(api::router(store.clone()));
-    let response = router
-        .oneshot(http::Request::from_parts(parts, Body::from(body.to_vec())))
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    (
-        parts.status,
-        parts.headers,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
-}
 
 #[tokio::test]
 async fn the_registry_lifecycle_through_sample_events() {

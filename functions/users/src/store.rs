@@ -62,7 +62,8 @@ struct AuditItem {
     entry: AuditEntry,
 }
 
-fn user_pk(id: &str) -> String {
+/// The users table key of a user (payments reads it to check a user exists).
+pub fn user_pk(id: &str) -> String {
     format!("{USER_PREFIX}{id}")
 }
 

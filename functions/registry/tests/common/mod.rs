@@ -42,6 +42,54 @@ pub struct Fixture {
     pub store: RegistryStore,
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
+    pub table: String,
+    pub outbox_table: String,
+}
+
+impl Fixture {
+    /// The same tables and queue, through another DynamoDB client (e.g. a counting one).
+    pub fn store_with(&self, ddb: aws_sdk_dynamodb::Client) -> RegistryStore {
+        let outbox = Outbox::new(
+            ddb.clone(),
+            self.sqs.clone(),
+            self.outbox_table.clone(),
+            self.queue_url.clone(),
+        );
+        RegistryStore::new(ddb, self.table.clone(), outbox)
+    }
+}
+
+/// Feeds the sample event `events/http/<file>` (edited by `edit`) through `lambda_http`'s
+/// parsing into the registry router, as Lambda would.
+pub async fn send_event(
+    store: &RegistryStore,
+    file: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
+    use tower::ServiceExt;
+    let path = format!("{}/../../events/http/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut event);
+    let request = lambda_http::request::from_str(&event.to_string())
+        .expect("lambda_http parses the sample event");
+    let (parts, body) = request.into_parts();
+    let router =
+        aloft_shared::http::with_platform_layers(aloft_registry::api::router(store.clone()));
+    let response = router
+        .oneshot(http::Request::from_parts(
+            parts,
+            axum::body::Body::from(body.to_vec()),
+        ))
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 pub async fn fixture() -> Fixture {
@@ -90,10 +138,17 @@ pub async fn fixture() -> Fixture {
         .expect("create queue")
         .queue_url
         .unwrap();
-    let outbox = Outbox::new(ddb.clone(), sqs.clone(), outbox_table, queue_url.clone());
+    let outbox = Outbox::new(
+        ddb.clone(),
+        sqs.clone(),
+        outbox_table.clone(),
+        queue_url.clone(),
+    );
     Fixture {
-        store: RegistryStore::new(ddb, table, outbox),
+        store: RegistryStore::new(ddb, table.clone(), outbox),
         sqs,
         queue_url,
+        table,
+        outbox_table,
     }
 }

@@ -1,0 +1,826 @@
+//! Test-mode processors: deterministic outcomes chosen by the input, like a gateway's
+//! test mode, and a ledger of everything they did so tests can reconcile and count.
+//!
+//! ## Cards (`sandbox_card`: visa, mastercard, amex in USD, EUR, GBP, JPY)
+//!
+//! | number | outcome |
+//! | --- | --- |
+//! | 4242 4242 4242 4242, 5555 5555 5555 4444, 3782 822463 10005 | succeeded |
+//! | 4000 0000 0000 0002 | failed `card_declined` |
+//! | 4000 0000 0000 9995 | failed `insufficient_funds` |
+//! | 4000 0000 0000 0069 | failed `expired_card` |
+//! | 4000 0000 0000 0127 | failed `incorrect_cvc` |
+//! | 4000 0000 0000 0119 | failed `processing_error`, retryable |
+//! | 4000 0000 0000 3220 | requires_action (3-D Secure); confirm → succeeded |
+//! | any other valid card | succeeded |
+//!
+//! ## PayPal (`sandbox_paypal`: paypal, paypal_credit in USD, EUR, GBP)
+//!
+//! By the payer email's local part (before `@`; emails arrive lower-cased):
+//!
+//! | payer email | outcome |
+//! | --- | --- |
+//! | `approve@…` or containing `+approval` (`ann+approval@example.com`) | requires_action (redirect to approve); confirm → succeeded |
+//! | `decline@…` or containing `+declined` | failed `payer_declined` |
+//! | `unavailable@…` or containing `+unavailable` | failed `processing_error`, retryable |
+//! | anything else | succeeded |
+//!
+//! Refunds always succeed. Cancel works on a charge waiting for action.
+//!
+//! ## Ledger
+//!
+//! With a [`Ledger`], every charge attempt (whatever its outcome) and every refund is one
+//! item, written before the outcome is returned: if the write fails the sandbox reports
+//! an error, not a charge, so the ledger never misses one. Items hold amounts and ids,
+//! never a card number, CVC or payer email.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aloft_shared::config::{self, ConfigError};
+use aloft_shared::dynamo::{n, s};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::future::BoxFuture;
+
+use super::{
+    CancelOutcome, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor, ProcessorContext,
+    ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
+};
+use crate::domain::{Currency, MethodKind, Money, PaymentMethod};
+
+pub const CARD_NAME: &str = "sandbox_card";
+pub const PAYPAL_NAME: &str = "sandbox_paypal";
+
+const CARD_CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "JPY"];
+const PAYPAL_CURRENCIES: &[&str] = &["USD", "EUR", "GBP"];
+
+/// Where the sandbox pretends the payer goes to act; `.invalid` never resolves.
+const ACTION_BASE: &str = "https://sandbox.aloft.invalid";
+
+/// The test cards that do not simply succeed.
+const CARD_SCENARIOS: &[(&str, Scenario)] = &[
+    (
+        "4000000000000002",
+        Scenario::Fail("card_declined", "The card was declined.", false),
+    ),
+    (
+        "4000000000009995",
+        Scenario::Fail(
+            "insufficient_funds",
+            "The card has insufficient funds.",
+            false,
+        ),
+    ),
+    (
+        "4000000000000069",
+        Scenario::Fail("expired_card", "The card has expired.", false),
+    ),
+    (
+        "4000000000000127",
+        Scenario::Fail(
+            "incorrect_cvc",
+            "The card's security code is incorrect.",
+            false,
+        ),
+    ),
+    (
+        "4000000000000119",
+        Scenario::Fail(
+            "processing_error",
+            "An error occurred while processing the card; try again.",
+            true,
+        ),
+    ),
+    ("4000000000003220", Scenario::RequireAction),
+];
+
+/// What a test input makes the sandbox do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Succeed,
+    /// `(code, message, retryable)`
+    Fail(&'static str, &'static str, bool),
+    RequireAction,
+}
+
+/// The outcome a test card number selects.
+pub fn card_scenario(digits: &str) -> Scenario {
+    CARD_SCENARIOS
+        .iter()
+        .find(|(number, _)| *number == digits)
+        .map_or(Scenario::Succeed, |(_, scenario)| *scenario)
+}
+
+/// The outcome a PayPal payer email selects.
+pub fn paypal_scenario(payer_email: &str) -> Scenario {
+    let email = payer_email.to_ascii_lowercase();
+    let local = email.rsplit_once('@').map_or(email.as_str(), |(l, _)| l);
+    if local == "approve" || local.contains("+approval") {
+        Scenario::RequireAction
+    } else if local == "decline" || local.contains("+declined") {
+        Scenario::Fail(
+            "payer_declined",
+            "The PayPal payer declined the payment.",
+            false,
+        )
+    } else if local == "unavailable" || local.contains("+unavailable") {
+        Scenario::Fail(
+            "processing_error",
+            "PayPal could not process the payment; try again.",
+            true,
+        )
+    } else {
+        Scenario::Succeed
+    }
+}
+
+/// The sandbox card processor.
+#[derive(Debug, Clone)]
+pub struct SandboxCard {
+    ledger: Option<Ledger>,
+}
+
+impl SandboxCard {
+    /// `None` keeps no ledger (unit tests); deployed and local stacks always pass one.
+    pub fn new(ledger: Option<Ledger>) -> Self {
+        Self { ledger }
+    }
+}
+
+/// The sandbox PayPal processor.
+#[derive(Debug, Clone)]
+pub struct SandboxPaypal {
+    ledger: Option<Ledger>,
+}
+
+impl SandboxPaypal {
+    pub fn new(ledger: Option<Ledger>) -> Self {
+        Self { ledger }
+    }
+}
+
+/// Registered in [`super::REGISTERED`]; reads `SANDBOX_LEDGER_TABLE`.
+pub fn build_card(
+    context: &ProcessorContext,
+) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
+    Box::pin(async move {
+        let ledger = Ledger::from_env(context.dynamodb.clone())?;
+        Ok(Arc::new(SandboxCard::new(Some(ledger))) as Arc<dyn Processor>)
+    })
+}
+
+/// Registered in [`super::REGISTERED`]; reads `SANDBOX_LEDGER_TABLE`.
+pub fn build_paypal(
+    context: &ProcessorContext,
+) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
+    Box::pin(async move {
+        let ledger = Ledger::from_env(context.dynamodb.clone())?;
+        Ok(Arc::new(SandboxPaypal::new(Some(ledger))) as Arc<dyn Processor>)
+    })
+}
+
+impl Processor for SandboxCard {
+    fn name(&self) -> &str {
+        CARD_NAME
+    }
+
+    fn supported_methods(&self) -> Vec<SupportedMethod> {
+        let cur = currencies(CARD_CURRENCIES);
+        [MethodKind::Visa, MethodKind::Mastercard, MethodKind::Amex]
+            .into_iter()
+            .map(|m| SupportedMethod::new(m, &cur))
+            .collect()
+    }
+
+    fn charge<'a>(
+        &'a self,
+        request: &'a ChargeRequest,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+        let scenario = match &request.method {
+            PaymentMethod::Card { number, .. } => Some(card_scenario(number.expose_digits())),
+            PaymentMethod::Paypal { .. } => None,
+        };
+        Box::pin(charge(CARD_NAME, self.ledger.as_ref(), request, scenario))
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+        Box::pin(confirm(self.ledger.as_ref(), reference))
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
+        Box::pin(cancel(self.ledger.as_ref(), reference))
+    }
+
+    fn refund<'a>(
+        &'a self,
+        request: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
+        Box::pin(refund(CARD_NAME, self.ledger.as_ref(), request))
+    }
+}
+
+impl Processor for SandboxPaypal {
+    fn name(&self) -> &str {
+        PAYPAL_NAME
+    }
+
+    fn supported_methods(&self) -> Vec<SupportedMethod> {
+        let cur = currencies(PAYPAL_CURRENCIES);
+        [MethodKind::Paypal, MethodKind::PaypalCredit]
+            .into_iter()
+            .map(|m| SupportedMethod::new(m, &cur))
+            .collect()
+    }
+
+    fn charge<'a>(
+        &'a self,
+        request: &'a ChargeRequest,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+        let scenario = match &request.method {
+            PaymentMethod::Paypal { payer_email, .. } => Some(paypal_scenario(payer_email)),
+            PaymentMethod::Card { .. } => None,
+        };
+        Box::pin(charge(PAYPAL_NAME, self.ledger.as_ref(), request, scenario))
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+        Box::pin(confirm(self.ledger.as_ref(), reference))
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
+        Box::pin(cancel(self.ledger.as_ref(), reference))
+    }
+
+    fn refund<'a>(
+        &'a self,
+        request: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
+        Box::pin(refund(PAYPAL_NAME, self.ledger.as_ref(), request))
+    }
+}
+
+fn new_reference(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `scenario` is `None` when the method is not this processor's (a routing bug upstream).
+async fn charge(
+    processor: &'static str,
+    ledger: Option<&Ledger>,
+    request: &ChargeRequest,
+    scenario: Option<Scenario>,
+) -> Result<ChargeOutcome, ProcessorError> {
+    let Some(scenario) = scenario else {
+        let failure = Failure::new(
+            "method_not_supported",
+            format!(
+                "{processor} does not take {} payments",
+                request.method.kind().as_str()
+            ),
+            false,
+        );
+        return Ok(ChargeOutcome::failed(None, failure));
+    };
+    let reference = new_reference("sbx_ch");
+    let outcome = match scenario {
+        Scenario::Succeed => ChargeOutcome::Succeeded {
+            reference: reference.clone(),
+        },
+        Scenario::Fail(code, message, retryable) => ChargeOutcome::failed(
+            Some(reference.clone()),
+            Failure::new(code, message, retryable),
+        ),
+        Scenario::RequireAction => ChargeOutcome::RequiresAction {
+            reference: reference.clone(),
+            next_action: match request.method {
+                PaymentMethod::Card { .. } => NextAction::ThreeDSecure {
+                    url: Some(format!("{ACTION_BASE}/3ds/{reference}")),
+                },
+                PaymentMethod::Paypal { .. } => NextAction::Redirect {
+                    url: format!("{ACTION_BASE}/paypal/approve/{reference}"),
+                },
+            },
+        },
+    };
+    if let Some(ledger) = ledger {
+        ledger
+            .record(&LedgerEntry {
+                reference: reference.clone(),
+                kind: EntryKind::Charge,
+                processor: processor.to_owned(),
+                payment_id: request.payment_id.clone(),
+                idempotency_key: request.idempotency_key.clone(),
+                amount: request.amount,
+                outcome: outcome.status().as_str().to_owned(),
+                failure_code: outcome.failure().map(|f| f.code.clone()),
+                charge_reference: None,
+                at: aloft_shared::clock::rfc3339(aloft_shared::clock::now()),
+            })
+            .await?;
+    }
+    tracing::info!(
+        processor,
+        payment_id = %request.payment_id,
+        reference,
+        outcome = outcome.status().as_str(),
+        "sandbox charge"
+    );
+    Ok(outcome)
+}
+
+async fn confirm(
+    ledger: Option<&Ledger>,
+    reference: &str,
+) -> Result<ChargeOutcome, ProcessorError> {
+    if let Some(ledger) = ledger {
+        ledger.settle(reference, "succeeded").await?;
+    }
+    Ok(ChargeOutcome::Succeeded {
+        reference: reference.to_owned(),
+    })
+}
+
+async fn cancel(ledger: Option<&Ledger>, reference: &str) -> Result<CancelOutcome, ProcessorError> {
+    if let Some(ledger) = ledger {
+        ledger.settle(reference, "canceled").await?;
+    }
+    Ok(CancelOutcome::Canceled)
+}
+
+async fn refund(
+    processor: &'static str,
+    ledger: Option<&Ledger>,
+    request: &RefundRequest,
+) -> Result<RefundOutcome, ProcessorError> {
+    let reference = new_reference("sbx_re");
+    if let Some(ledger) = ledger {
+        ledger
+            .record(&LedgerEntry {
+                reference: reference.clone(),
+                kind: EntryKind::Refund,
+                processor: processor.to_owned(),
+                payment_id: request.payment_id.clone(),
+                idempotency_key: request.idempotency_key.clone(),
+                amount: request.amount,
+                outcome: "succeeded".to_owned(),
+                failure_code: None,
+                charge_reference: Some(request.charge_reference.clone()),
+                at: aloft_shared::clock::rfc3339(aloft_shared::clock::now()),
+            })
+            .await?;
+    }
+    tracing::info!(processor, payment_id = %request.payment_id, reference, "sandbox refund");
+    Ok(RefundOutcome::Succeeded { reference })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Charge,
+    Refund,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Charge => "charge",
+            EntryKind::Refund => "refund",
+        }
+    }
+}
+
+/// One thing the sandbox did. Holds no card number, CVC or payer email by construction:
+/// none of its fields can carry them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The sandbox's reference for the charge or refund (`sbx_ch_…`, `sbx_re_…`).
+    pub reference: String,
+    pub kind: EntryKind,
+    pub processor: String,
+    pub payment_id: String,
+    pub idempotency_key: String,
+    pub amount: Money,
+    /// `succeeded`, `failed`, `requires_action`; after confirm or cancel, `succeeded` or
+    /// `canceled`.
+    pub outcome: String,
+    pub failure_code: Option<String>,
+    /// For a refund: the charge it refunds.
+    pub charge_reference: Option<String>,
+    /// RFC 3339, millisecond precision.
+    pub at: String,
+}
+
+// Attribute names, in one place.
+const PK: &str = "pk";
+const KIND: &str = "kind";
+const PROCESSOR: &str = "processor";
+const PAYMENT_ID: &str = "payment_id";
+const IDEMPOTENCY_KEY: &str = "idempotency_key";
+const AMOUNT: &str = "amount";
+const CURRENCY: &str = "currency";
+const OUTCOME: &str = "outcome";
+const FAILURE_CODE: &str = "failure_code";
+const CHARGE_REFERENCE: &str = "charge_reference";
+const AT: &str = "at";
+
+impl LedgerEntry {
+    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let mut item = HashMap::from([
+            (PK.to_owned(), s(&self.reference)),
+            (KIND.to_owned(), s(self.kind.as_str())),
+            (PROCESSOR.to_owned(), s(&self.processor)),
+            (PAYMENT_ID.to_owned(), s(&self.payment_id)),
+            (IDEMPOTENCY_KEY.to_owned(), s(&self.idempotency_key)),
+            (AMOUNT.to_owned(), n(self.amount.minor)),
+            (CURRENCY.to_owned(), s(self.amount.currency.code())),
+            (OUTCOME.to_owned(), s(&self.outcome)),
+            (AT.to_owned(), s(&self.at)),
+        ]);
+        if let Some(code) = &self.failure_code {
+            item.insert(FAILURE_CODE.to_owned(), s(code));
+        }
+        if let Some(charge) = &self.charge_reference {
+            item.insert(CHARGE_REFERENCE.to_owned(), s(charge));
+        }
+        item
+    }
+
+    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, ProcessorError> {
+        let text = |name: &str| -> Result<String, ProcessorError> {
+            item.get(name)
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or_else(|| ProcessorError::Ledger(format!("item without `{name}`")))
+        };
+        let optional = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        let kind = match text(KIND)?.as_str() {
+            "charge" => EntryKind::Charge,
+            "refund" => EntryKind::Refund,
+            other => return Err(ProcessorError::Ledger(format!("unknown kind `{other}`"))),
+        };
+        let minor: i64 = item
+            .get(AMOUNT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| ProcessorError::Ledger("item without a numeric `amount`".into()))?;
+        let currency =
+            Currency::parse(&text(CURRENCY)?).map_err(|e| ProcessorError::Ledger(e.to_string()))?;
+        Ok(Self {
+            reference: text(PK)?,
+            kind,
+            processor: text(PROCESSOR)?,
+            payment_id: text(PAYMENT_ID)?,
+            idempotency_key: text(IDEMPOTENCY_KEY)?,
+            amount: Money { minor, currency },
+            outcome: text(OUTCOME)?,
+            failure_code: optional(FAILURE_CODE),
+            charge_reference: optional(CHARGE_REFERENCE),
+            at: text(AT)?,
+        })
+    }
+}
+
+/// The sandbox's own record of what it did, in the table `SANDBOX_LEDGER_TABLE`:
+/// key `pk` (S, the reference), GSI [`Ledger::BY_PAYMENT`] on `payment_id` (S) and
+/// `at` (S), projecting all attributes.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl Ledger {
+    pub const TABLE_VAR: &str = "SANDBOX_LEDGER_TABLE";
+    pub const BY_PAYMENT: &str = "by_payment";
+
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, ConfigError> {
+        Ok(Self::new(client, config::required(Self::TABLE_VAR)?))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Writes one entry; a reference is never written twice.
+    pub async fn record(&self, entry: &LedgerEntry) -> Result<(), ProcessorError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(entry.to_item()))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+            .map_err(|e| ProcessorError::Ledger(DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
+    /// Moves a charge waiting for action to `outcome`; any other charge is unknown here.
+    async fn settle(&self, reference: &str, outcome: &str) -> Result<(), ProcessorError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(reference))
+            .update_expression("SET #outcome = :to")
+            .condition_expression("#kind = :charge AND #outcome = :waiting")
+            .expression_attribute_names("#outcome", OUTCOME)
+            .expression_attribute_names("#kind", KIND)
+            .expression_attribute_values(":to", s(outcome))
+            .expression_attribute_values(":charge", s("charge"))
+            .expression_attribute_values(":waiting", s("requires_action"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(ProcessorError::UnknownReference(reference.to_owned()))
+            }
+            Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
+        }
+    }
+
+    /// Every entry for a payment, oldest first.
+    pub async fn entries(&self, payment_id: &str) -> Result<Vec<LedgerEntry>, ProcessorError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(Self::BY_PAYMENT)
+                .key_condition_expression("#p = :p")
+                .expression_attribute_names("#p", PAYMENT_ID)
+                .expression_attribute_values(":p", s(payment_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| ProcessorError::Ledger(DisplayErrorContext(e).to_string()))?;
+            for item in page.items() {
+                entries.push(LedgerEntry::from_item(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// How many charges (of any outcome) the sandbox made for a payment.
+    pub async fn count_charges(&self, payment_id: &str) -> Result<usize, ProcessorError> {
+        Ok(self
+            .entries(payment_id)
+            .await?
+            .iter()
+            .filter(|e| e.kind == EntryKind::Charge)
+            .count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Brand, CardNumber, Cvc, Expiry};
+
+    fn usd(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("USD").unwrap()).unwrap()
+    }
+
+    fn card(number: &str) -> ChargeRequest {
+        let number = CardNumber::parse(number).unwrap();
+        let cvc = if number.brand() == Brand::Amex {
+            "1234"
+        } else {
+            "123"
+        };
+        ChargeRequest {
+            payment_id: "pay_1".into(),
+            idempotency_key: "key-1".into(),
+            amount: usd(1000),
+            method: PaymentMethod::Card {
+                cvc: Cvc::parse(cvc, number.brand()).unwrap(),
+                number,
+                expiry: Expiry {
+                    month: 12,
+                    year: 2030,
+                },
+            },
+            description: None,
+        }
+    }
+
+    fn paypal(kind: MethodKind, email: &str) -> ChargeRequest {
+        ChargeRequest {
+            method: PaymentMethod::Paypal {
+                kind,
+                payer_email: email.into(),
+            },
+            ..card("4242424242424242")
+        }
+    }
+
+    async fn charge_card(number: &str) -> ChargeOutcome {
+        SandboxCard::new(None).charge(&card(number)).await.unwrap()
+    }
+
+    /// `(status, failure code, retryable)` of an outcome, for compact tables.
+    fn summary(o: &ChargeOutcome) -> (&'static str, Option<String>, Option<bool>) {
+        (
+            o.status().as_str(),
+            o.failure().map(|f| f.code.clone()),
+            o.failure().map(|f| f.retryable),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_test_card_has_its_outcome() {
+        let ok = ("succeeded", None, None);
+        let fail = |code: &str, retryable| ("failed", Some(code.to_owned()), Some(retryable));
+        let cases = [
+            ("4242 4242 4242 4242", ok.clone()),
+            ("5555 5555 5555 4444", ok.clone()),
+            ("3782 822463 10005", ok.clone()),
+            ("4000 0000 0000 0002", fail("card_declined", false)),
+            ("4000 0000 0000 9995", fail("insufficient_funds", false)),
+            ("4000 0000 0000 0069", fail("expired_card", false)),
+            ("4000 0000 0000 0127", fail("incorrect_cvc", false)),
+            ("4000 0000 0000 0119", fail("processing_error", true)),
+            ("4000 0000 0000 3220", ("requires_action", None, None)),
+            // Any other valid card succeeds.
+            ("4000 0566 5566 5556", ok.clone()),
+            ("2223 0031 2200 3222", ok.clone()),
+            ("3714 496353 98431", ok),
+        ];
+        for (number, want) in cases {
+            let outcome = charge_card(number).await;
+            assert_eq!(summary(&outcome), want, "{number}");
+            assert!(
+                outcome
+                    .reference()
+                    .is_some_and(|r| r.starts_with("sbx_ch_")),
+                "{number}: {outcome:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn three_d_secure_waits_then_confirms() {
+        let sandbox = SandboxCard::new(None);
+        let outcome = charge_card("4000000000003220").await;
+        let ChargeOutcome::RequiresAction {
+            reference,
+            next_action: NextAction::ThreeDSecure { url: Some(url) },
+        } = &outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert!(url.ends_with(reference.as_str()));
+        assert_eq!(
+            sandbox.confirm(reference).await.unwrap(),
+            ChargeOutcome::Succeeded {
+                reference: reference.clone()
+            }
+        );
+        assert_eq!(
+            sandbox.cancel(reference).await.unwrap(),
+            CancelOutcome::Canceled
+        );
+    }
+
+    #[tokio::test]
+    async fn every_paypal_case_has_its_outcome() {
+        let ok = ("succeeded", None, None);
+        let cases = [
+            ("buyer@example.com", ok.clone()),
+            ("approve@example.com", ("requires_action", None, None)),
+            ("ann+approval@example.com", ("requires_action", None, None)),
+            (
+                "decline@example.com",
+                ("failed", Some("payer_declined".into()), Some(false)),
+            ),
+            (
+                "bob+declined@example.com",
+                ("failed", Some("payer_declined".into()), Some(false)),
+            ),
+            (
+                "cy+unavailable@example.com",
+                ("failed", Some("processing_error".into()), Some(true)),
+            ),
+            // Only the local part selects: a domain that looks like a case does not.
+            ("buyer@approve.example.com", ok),
+        ];
+        let sandbox = SandboxPaypal::new(None);
+        for kind in [MethodKind::Paypal, MethodKind::PaypalCredit] {
+            for (email, want) in &cases {
+                let outcome = sandbox.charge(&paypal(kind, email)).await.unwrap();
+                assert_eq!(&summary(&outcome), want, "{email}");
+            }
+        }
+        let outcome = sandbox
+            .charge(&paypal(MethodKind::Paypal, "approve@example.com"))
+            .await
+            .unwrap();
+        let Some(NextAction::Redirect { url }) = outcome.next_action() else {
+            panic!("{outcome:?}");
+        };
+        assert!(url.starts_with("https://sandbox.aloft.invalid/paypal/approve/sbx_ch_"));
+    }
+
+    #[tokio::test]
+    async fn a_method_routed_to_the_wrong_sandbox_fails_plainly() {
+        let outcome = SandboxPaypal::new(None)
+            .charge(&card("4242424242424242"))
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&outcome),
+            ("failed", Some("method_not_supported".into()), Some(false))
+        );
+        let outcome = SandboxCard::new(None)
+            .charge(&paypal(MethodKind::Paypal, "a@example.com"))
+            .await
+            .unwrap();
+        assert_eq!(outcome.status().as_str(), "failed");
+    }
+
+    #[tokio::test]
+    async fn refunds_succeed_with_their_own_reference() {
+        let outcome = SandboxCard::new(None)
+            .refund(&RefundRequest {
+                payment_id: "pay_1".into(),
+                charge_reference: "sbx_ch_1".into(),
+                idempotency_key: "r-1".into(),
+                amount: usd(400),
+            })
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcome, RefundOutcome::Succeeded { reference } if reference.starts_with("sbx_re_"))
+        );
+    }
+
+    #[test]
+    fn supported_methods_are_as_documented() {
+        let card: Vec<_> = SandboxCard::new(None)
+            .supported_methods()
+            .into_iter()
+            .map(|m| (m.method.as_str(), m.currencies.len()))
+            .collect();
+        assert_eq!(card, [("visa", 4), ("mastercard", 4), ("amex", 4)]);
+        let pp: Vec<_> = SandboxPaypal::new(None)
+            .supported_methods()
+            .into_iter()
+            .map(|m| (m.method.as_str(), m.currencies.len()))
+            .collect();
+        assert_eq!(pp, [("paypal", 3), ("paypal_credit", 3)]);
+    }
+
+    #[test]
+    fn ledger_items_round_trip_and_hold_no_secrets() {
+        let entry = LedgerEntry {
+            reference: "sbx_ch_1".into(),
+            kind: EntryKind::Charge,
+            processor: CARD_NAME.into(),
+            payment_id: "pay_1".into(),
+            idempotency_key: "key-1".into(),
+            amount: usd(1000),
+            outcome: "failed".into(),
+            failure_code: Some("card_declined".into()),
+            charge_reference: None,
+            at: "2026-11-24T23:44:13.123Z".into(),
+        };
+        let item = entry.to_item();
+        assert_eq!(LedgerEntry::from_item(&item).unwrap(), entry);
+        let text = format!("{item:?}");
+        assert!(!text.contains("4242") && !text.contains("123\""), "{text}");
+        let request = card("4242424242424242");
+        let logged = format!("{request:?}");
+        assert!(
+            !logged.contains("4242424242424242") && !logged.contains("\"123\""),
+            "{logged}"
+        );
+    }
+}
