@@ -112,24 +112,46 @@ pub struct PaymentStore {
     cursors: CursorCodec,
 }
 
+/// The tables a payment store works on.
+#[derive(Debug, Clone)]
+pub struct PaymentTables {
+    pub payments: String,
+    pub users: String,
+    pub idempotency: String,
+}
+
 impl PaymentStore {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        tables: PaymentTables,
+        outbox: Outbox,
+        cursors: CursorCodec,
+    ) -> Self {
+        Self {
+            idempotency: IdempotencyStore::new(client.clone(), tables.idempotency),
+            table: tables.payments,
+            users_table: tables.users,
+            outbox,
+            client,
+            cursors,
+        }
+    }
+
     /// Reads `PAYMENTS_TABLE`, `USERS_TABLE`, `IDEMPOTENCY_TABLE` and the outbox's variables.
     pub fn from_env(
         sdk: &aloft_shared::aws::SdkConfig,
         cursors: CursorCodec,
     ) -> Result<Self, ConfigError> {
-        let client = aloft_shared::aws::dynamodb(sdk);
-        Ok(Self {
-            idempotency: IdempotencyStore::new(
-                client.clone(),
-                config::required("IDEMPOTENCY_TABLE")?,
-            ),
-            table: config::required("PAYMENTS_TABLE")?,
-            users_table: config::required("USERS_TABLE")?,
-            outbox: Outbox::from_env(sdk)?,
-            client,
+        Ok(Self::new(
+            aloft_shared::aws::dynamodb(sdk),
+            PaymentTables {
+                payments: config::required("PAYMENTS_TABLE")?,
+                users: config::required("USERS_TABLE")?,
+                idempotency: config::required("IDEMPOTENCY_TABLE")?,
+            },
+            Outbox::from_env(sdk)?,
             cursors,
-        })
+        ))
     }
 
     /// Whether a user exists: one GetItem on the users table (read-only access).

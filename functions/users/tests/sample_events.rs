@@ -8,10 +8,7 @@ use aloft_shared::cursor::CursorCodec;
 use aloft_shared::master_key::MasterKey;
 use aloft_shared::outbox::Outbox;
 use aloft_users::{api, store::UserStore};
-use axum::body::Body;
 use http::StatusCode;
-use lambda_http::request::from_str;
-use tower::ServiceExt;
 
 async fn store() -> UserStore {
     assert!(
@@ -44,28 +41,14 @@ async fn store() -> UserStore {
     )
 }
 
-/// Sends a sample event through the router and returns status and JSON body.
+/// Sends a sample event through `lambda_http` into the router; status and JSON body.
 async fn send(
     file: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> (StatusCode, serde_json::Value) {
-    let path = format!("{}/../../events/http/{file}", env!("CARGO_MANIFEST_DIR"));
-    let mut event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut event);
-    let request = from_str(&event.to_string()).expect("lambda_http parses the sample event");
-    let (parts, body) = request.into_parts();
-    let request = http::Request::from_parts(parts, Body::from(body.to_vec()));
-    let router = aloft_shared::http::with_platform_layers(api::router(store().await));
-    let response = router.oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
-    )
+    let event = aloft_shared::http::sample_event(file, edit);
+    let r = aloft_shared::http::handle_event(api::router(store().await), &event).await;
+    (r.status, r.body)
 }
 
 #[tokio::test]

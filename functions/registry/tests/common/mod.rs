@@ -66,30 +66,12 @@ pub async fn send_event(
     file: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
-    use tower::ServiceExt;
-    let path = format!("{}/../../events/http/{file}", env!("CARGO_MANIFEST_DIR"));
-    let mut event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut event);
-    let request = lambda_http::request::from_str(&event.to_string())
-        .expect("lambda_http parses the sample event");
-    let (parts, body) = request.into_parts();
-    let router =
-        aloft_shared::http::with_platform_layers(aloft_registry::api::router(store.clone()));
-    let response = router
-        .oneshot(http::Request::from_parts(
-            parts,
-            axum::body::Body::from(body.to_vec()),
-        ))
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    (
-        parts.status,
-        parts.headers,
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    let r = aloft_shared::http::handle_event(
+        aloft_registry::api::router(store.clone()),
+        &aloft_shared::http::sample_event(file, edit),
     )
+    .await;
+    (r.status, r.headers, r.body)
 }
 
 pub async fn fixture() -> Fixture {
