@@ -21,6 +21,14 @@ use crate::problem::{FieldError, Problem};
 const MAX_CURSOR_LEN: usize = 2048;
 
 pub const DEFAULT_LIMIT: i32 = 25;
+
+/// `?limit=&cursor=` of a paginated route that takes nothing else.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
 pub const MAX_LIMIT: i32 = 100;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

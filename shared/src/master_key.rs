@@ -52,6 +52,12 @@ impl MasterKey {
         }
     }
 
+    /// The key named by `MASTER_KEY_SECRET_ID`, fetched once per cold start.
+    pub async fn from_env(sdk: &crate::aws::SdkConfig) -> Result<Self, lambda_http::Error> {
+        let secret_id = crate::config::required("MASTER_KEY_SECRET_ID")?;
+        Ok(Self::load(&crate::aws::secrets_manager(sdk), &secret_id).await?)
+    }
+
     /// For tests and tools that hold the key material already.
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
         Self(bytes.into())

@@ -2,7 +2,7 @@
 //! unauthenticated health check.
 
 use aloft_shared::auth::{Authorized, NewApiKey, scope};
-use aloft_shared::cursor::{Page, parse_limit};
+use aloft_shared::cursor::{Page, PageQuery, parse_limit};
 use aloft_shared::extract::{ApiJson, ApiQuery};
 use aloft_shared::{Problem, clock};
 use axum::extract::{Path, State};
@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::domain::{ApiKey, CreateKeyRequest, NewKey};
 use crate::store::{KeyStore, KeyStoreError};
@@ -66,17 +66,10 @@ async fn create(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageParams {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 async fn list(
     State(store): State<KeyStore>,
     _auth: Authorized<scope::Admin>,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<ApiKey>>, Problem> {
     let limit = parse_limit(params.limit.as_deref()).map_err(|e| Problem::validation(vec![e]))?;
     Ok(Json(store.list(limit, params.cursor.as_deref()).await?))

@@ -41,6 +41,29 @@ pub struct PaymentsApi {
 
 type Api = State<Arc<PaymentsApi>>;
 
+impl PaymentsApi {
+    /// After an idempotency key turned out to be taken: what holds it, and the answer.
+    async fn conflict(
+        &self,
+        caller: &str,
+        operation: &str,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<aloft_shared::idempotency::Conflict, Problem> {
+        Ok(self
+            .store
+            .idempotency
+            .conflict(
+                caller,
+                operation,
+                key,
+                fingerprint,
+                clock::now().unix_timestamp(),
+            )
+            .await?)
+    }
+}
+
 pub fn router(api: PaymentsApi) -> Router {
     Router::new()
         .route("/payment-methods", get(methods))
@@ -227,18 +250,10 @@ async fn create(
     match api.store.begin(take, &payment).await {
         Ok(()) => {}
         Err(PaymentStoreError::KeyTaken) => {
-            let conflict = api
-                .store
-                .idempotency
-                .conflict(
-                    auth.key_id(),
-                    CREATE_OPERATION,
-                    &key,
-                    &fingerprint,
-                    now.unix_timestamp(),
-                )
-                .await?;
-            return Ok(conflict.into_response());
+            return Ok(api
+                .conflict(auth.key_id(), CREATE_OPERATION, &key, &fingerprint)
+                .await?
+                .into_response());
         }
         Err(e) => return Err(e.into()),
     }
@@ -483,15 +498,7 @@ async fn refund(
             Err(e) => {
                 // A replay of a refund that took the rest must still replay, not refuse.
                 let conflict = api
-                    .store
-                    .idempotency
-                    .conflict(
-                        auth.key_id(),
-                        REFUND_OPERATION,
-                        &key,
-                        &fingerprint,
-                        clock::now().unix_timestamp(),
-                    )
+                    .conflict(auth.key_id(), REFUND_OPERATION, &key, &fingerprint)
                     .await?;
                 if let aloft_shared::idempotency::Conflict::Replay(_) = conflict {
                     return Ok(conflict.into_response());
@@ -530,15 +537,7 @@ async fn refund(
             }
             Err(PaymentStoreError::KeyTaken) => {
                 let conflict = api
-                    .store
-                    .idempotency
-                    .conflict(
-                        auth.key_id(),
-                        REFUND_OPERATION,
-                        &key,
-                        &fingerprint,
-                        now.unix_timestamp(),
-                    )
+                    .conflict(auth.key_id(), REFUND_OPERATION, &key, &fingerprint)
                     .await?;
                 return Ok(conflict.into_response());
             }

@@ -196,22 +196,31 @@ impl PaymentStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), PaymentStoreError> {
-        match self
+    /// Runs a transaction. When `key_first`, a failed condition on item 0 is the
+    /// idempotency key being taken; any other failed condition means the payment
+    /// changed under us.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        key_first: bool,
+    ) -> Result<(), PaymentStoreError> {
+        let Err(e) = self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match cancellation_codes(&e) {
-                Some(codes) if condition_failed_at(&codes, 0) => Err(PaymentStoreError::KeyTaken),
-                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
-                    Err(PaymentStoreError::Changed)
-                }
-                _ => Err(StoreError::from(e).into()),
-            },
+        else {
+            return Ok(());
+        };
+        match cancellation_codes(&e) {
+            Some(codes) if key_first && condition_failed_at(&codes, 0) => {
+                Err(PaymentStoreError::KeyTaken)
+            }
+            Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
+                Err(PaymentStoreError::Changed)
+            }
+            _ => Err(StoreError::from(e).into()),
         }
     }
 
@@ -223,7 +232,7 @@ impl PaymentStore {
         payment: &Payment,
     ) -> Result<(), PaymentStoreError> {
         let put = self.put_new_payment(payment)?;
-        self.transact(vec![take, put]).await
+        self.transact(vec![take, put], true).await
     }
 
     /// Moves a payment from `from` to `next`'s state, announcing `event` and, when the
@@ -247,7 +256,7 @@ impl PaymentStore {
         if let Some(e) = event {
             items.push(self.outbox.record(e)?);
         }
-        match self.transact_first_is_payment(items).await {
+        match self.transact(items, false).await {
             Ok(()) => {
                 if let Some(e) = event {
                     self.outbox.publish(std::slice::from_ref(e)).await;
@@ -255,27 +264,6 @@ impl PaymentStore {
                 Ok(())
             }
             Err(e) => Err(e),
-        }
-    }
-
-    async fn transact_first_is_payment(
-        &self,
-        items: Vec<TransactWriteItem>,
-    ) -> Result<(), PaymentStoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match cancellation_codes(&e) {
-                Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
-                    Err(PaymentStoreError::Changed)
-                }
-                _ => Err(StoreError::from(e).into()),
-            },
         }
     }
 
@@ -387,11 +375,14 @@ impl PaymentStore {
             .expression_attribute_values(":partial", s(PaymentStatus::PartiallyRefunded.as_str()))
             .build()
             .map_err(|e| StoreError::new("refund reserve", e))?;
-        self.transact(vec![
-            take,
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(reserve).build(),
-        ])
+        self.transact(
+            vec![
+                take,
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().update(reserve).build(),
+            ],
+            true,
+        )
         .await
     }
 
@@ -446,7 +437,7 @@ impl PaymentStore {
                 self.idempotency.complete(lock, answer)?,
                 self.outbox.record(&event)?,
             ];
-            match self.transact_first_is_payment(items).await {
+            match self.transact(items, false).await {
                 Ok(()) => {
                     self.outbox.publish(&[event]).await;
                     return Ok(next);
@@ -479,11 +470,14 @@ impl PaymentStore {
             ))
             .build()
             .map_err(|e| StoreError::new("refund put", e))?;
-        self.transact_first_is_payment(vec![
-            TransactWriteItem::builder().update(release).build(),
-            TransactWriteItem::builder().put(refund_put).build(),
-            complete,
-        ])
+        self.transact(
+            vec![
+                TransactWriteItem::builder().update(release).build(),
+                TransactWriteItem::builder().put(refund_put).build(),
+                complete,
+            ],
+            false,
+        )
         .await
     }
 }

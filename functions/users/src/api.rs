@@ -1,7 +1,7 @@
 //! The users HTTP API: an axum `Router` behind API Gateway.
 
 use aloft_shared::auth::{Authorized, scope};
-use aloft_shared::cursor::{Page, parse_limit};
+use aloft_shared::cursor::{Page, PageQuery, parse_limit};
 use aloft_shared::extract::{ApiJson, ApiQuery};
 use aloft_shared::{FieldError, Problem, clock};
 use axum::extract::{Path, State};
@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 
 use crate::domain::{
     AuditEntry, CreateUserRequest, NewUser, SearchFilter, SearchParams, UpdateUserRequest, User,
@@ -107,18 +106,11 @@ async fn search(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageParams {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 async fn audit(
     State(store): State<UserStore>,
     _auth: Authorized<scope::UsersRead>,
     Path(id): Path<String>,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<AuditEntry>>, UserError> {
     let limit = parse_limit(params.limit.as_deref()).map_err(|e| UserError::Invalid(vec![e]))?;
     let page = store.audit(&id, limit, params.cursor.as_deref()).await?;

@@ -3,17 +3,13 @@
 use aloft_payments::api::{self, PaymentsApi};
 use aloft_payments::processor::{ProcessorContext, ProcessorRegistry, ProcessorsConfig};
 use aloft_payments::store::PaymentStore;
-use aloft_shared::{aws, config, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
+use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;
-    let master = MasterKey::load(
-        &aws::secrets_manager(&sdk),
-        &config::required("MASTER_KEY_SECRET_ID")?,
-    )
-    .await?;
+    let master = MasterKey::from_env(&sdk).await?;
     let store = PaymentStore::from_env(&sdk, CursorCodec::new(&master))?;
     let processors = ProcessorRegistry::from_config(
         &ProcessorsConfig::from_env()?,
