@@ -30,6 +30,8 @@ use crate::runtime::{Function, Outcome};
 
 /// HTTP API's payload limit.
 const MAX_BODY: usize = 10 * 1024 * 1024;
+/// HTTP API's integration timeout: past it the gateway answers 503 on its own.
+const INTEGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -211,7 +213,14 @@ impl Gateway {
                 }
             }
         }
-        let outcome = auth.function.invoke(Bytes::from(event.to_string())).await;
+        let invocation = auth.function.invoke(Bytes::from(event.to_string()));
+        let outcome = tokio::time::timeout(INTEGRATION_TIMEOUT, invocation)
+            .await
+            .unwrap_or_else(|_| {
+                Outcome::Error(
+                    json!({"errorType": "Timeout", "errorMessage": "authorizer did not answer"}),
+                )
+            });
         let Outcome::Response(body) = outcome else {
             log_failure(auth.function.name(), &outcome);
             return Err(message(
@@ -510,10 +519,16 @@ async fn serve(gw: &Gateway, req: Request, request_id: &str) -> Response {
     } else {
         event.insert("isBase64Encoded".into(), json!(false));
     }
-    let outcome = route
+    let invocation = route
         .function
-        .invoke(Bytes::from(Value::Object(event).to_string()))
-        .await;
+        .invoke(Bytes::from(Value::Object(event).to_string()));
+    let Ok(outcome) = tokio::time::timeout(INTEGRATION_TIMEOUT, invocation).await else {
+        eprintln!(
+            "[{}] [aloft-local] no answer within the gateway's {INTEGRATION_TIMEOUT:?}",
+            route.function.name()
+        );
+        return message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+    };
     match outcome {
         Outcome::Response(body) => http_response(&body).unwrap_or_else(|| {
             eprintln!(

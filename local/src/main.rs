@@ -247,9 +247,12 @@ async fn run() -> Result<()> {
             _ = term.recv() => {}
         }
     };
-    axum::serve(api_listener, gateway.router())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Stop on the first signal without waiting for requests in flight (a hung function
+    // must not make Ctrl-C useless); the children are stopped below either way.
+    tokio::select! {
+        served = axum::serve(api_listener, gateway.router()) => served?,
+        () = shutdown => {}
+    }
     for f in functions.values() {
         f.shutdown();
     }

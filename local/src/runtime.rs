@@ -24,6 +24,11 @@ use tokio::sync::oneshot;
 
 use crate::logs::LogSink;
 
+/// How long a new process may take to ask for its first invocation.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lambda's limit on a synchronous response.
+const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+
 /// What came back from an invocation.
 #[derive(Debug)]
 pub enum Outcome {
@@ -257,9 +262,14 @@ impl Function {
             let logs = self.logs.clone();
             let name = c.name.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    logs.line(&name, &line);
+                // Bytes, not lines of UTF-8: one invalid byte must not stop the reader
+                // (the child would then die of a broken pipe).
+                let mut reader = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while matches!(reader.read_until(b'\n', &mut buf).await, Ok(n) if n > 0) {
+                    let line = String::from_utf8_lossy(&buf);
+                    logs.line(&name, line.trim_end_matches(['\n', '\r']));
+                    buf.clear();
                 }
             });
         }
@@ -276,6 +286,30 @@ impl Function {
                 initialised: false,
             },
         );
+        // Lambda gives init 10 s; a process that never asks for work is stopped, so what
+        // waits for it fails instead of hanging.
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(INIT_TIMEOUT).await;
+            let mut pool = this.pool();
+            let stuck = pool
+                .instances
+                .get(&instance)
+                .is_some_and(|i| !i.initialised);
+            if stuck {
+                this.logs.system(
+                    &this.config.name,
+                    &format!("process {instance} did not finish init within {INIT_TIMEOUT:?}; stopping it"),
+                );
+                if let Some(kill) = pool
+                    .instances
+                    .get_mut(&instance)
+                    .and_then(|i| i.kill.take())
+                {
+                    let _ = kill.send(());
+                }
+            }
+        });
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let status = tokio::select! {
@@ -381,6 +415,7 @@ fn instance_api(function: Arc<Function>, instance: u64) -> Router {
             post(report_error),
         )
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_RESPONSE))
         .with_state((function, instance))
 }
 

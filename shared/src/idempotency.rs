@@ -17,9 +17,9 @@
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use http::{HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::dynamo::{StoreError, n, s};
+use crate::master_key::DerivedKey;
 use crate::problem::{FieldError, Problem};
 
 /// How long a request may hold its key before another may take over.
@@ -67,16 +67,16 @@ impl IdempotencyKey {
 }
 
 /// What makes two requests "the same": method, path and the canonical JSON body (keys
-/// sorted, insignificant whitespace dropped), hashed.
-pub fn fingerprint(method: &str, path: &str, body: &serde_json::Value) -> String {
+/// sorted, insignificant whitespace dropped), under a keyed HMAC. Keyed, because bodies
+/// may hold secrets (a card number, a CVC) and a plain hash of a low-entropy secret can
+/// be brute-forced from the stored record.
+pub fn fingerprint(key: &DerivedKey, method: &str, path: &str, body: &serde_json::Value) -> String {
     // serde_json's map is ordered by key, so `to_string` is canonical.
-    let mut h = Sha256::new();
-    h.update(method.as_bytes());
-    h.update(b"\n");
-    h.update(path.as_bytes());
-    h.update(b"\n");
-    h.update(body.to_string().as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let canonical = format!("{method}\n{path}\n{body}");
+    key.sign(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A finished request's answer, as replayed.
@@ -337,6 +337,9 @@ mod tests {
 
     #[test]
     fn fingerprints_ignore_key_order_and_whitespace() {
+        let key = crate::master_key::MasterKey::from_bytes(vec![7; 32]).derive("idempotency");
+        let fingerprint =
+            |m: &str, p: &str, b: &serde_json::Value| super::fingerprint(&key, m, p, b);
         let a: serde_json::Value =
             serde_json::from_str(r#"{"a": 1, "b": {"c": 2, "d": 3}}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"b":{"d":3,"c":2},"a":1}"#).unwrap();

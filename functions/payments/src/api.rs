@@ -37,11 +37,21 @@ pub struct PaymentsApi {
     /// Keys the card fingerprint (HMAC of the number), so the same card is recognisable
     /// without the number ever being stored.
     pub fingerprint_key: DerivedKey,
+    /// Keys idempotency fingerprints and the keys passed to gateways.
+    pub idempotency_key: DerivedKey,
 }
 
 type Api = State<Arc<PaymentsApi>>;
 
 impl PaymentsApi {
+    /// The key a gateway sees for a request: the same for every retry of one
+    /// `Idempotency-Key` from one API key (so a retry after a lost answer cannot charge
+    /// twice at the gateway), unique across API keys, and 64 characters whatever the
+    /// caller sent.
+    fn gateway_key(&self, caller: &str, operation: &str, key: &IdempotencyKey) -> String {
+        gateway_key(&self.idempotency_key, caller, operation, key)
+    }
+
     /// After an idempotency key turned out to be taken: what holds it, and the answer.
     async fn conflict(
         &self,
@@ -73,6 +83,14 @@ pub fn router(api: PaymentsApi) -> Router {
         .route("/payments/{id}/cancel", post(cancel))
         .route("/payments/{id}/refunds", post(refund))
         .with_state(Arc::new(api))
+}
+
+fn gateway_key(secret: &DerivedKey, caller: &str, operation: &str, key: &IdempotencyKey) -> String {
+    secret
+        .sign(format!("gateway\n{caller}\n{operation}\n{}", key.as_str()).as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A payment as the API shows it, with its refunds.
@@ -137,10 +155,19 @@ fn failure(f: Failure) -> PaymentFailure {
     }
 }
 
-/// A processor that could not give an outcome (misconfigured, unreadable answer, ledger
-/// down) fails the payment as retryable; the details go to the log, not the caller.
+/// A processor that could not give an outcome. When no money moved (misconfigured, ledger
+/// down) the payment fails as retryable; when it may have (the gateway is still
+/// processing, or answered something unreadable) the outcome is unknown and must not
+/// invite a retry. Details go to the log, not the caller.
 fn processor_failure(e: &ProcessorError) -> PaymentFailure {
-    tracing::error!(error = %e, "processor error");
+    tracing::error!(error = %e, uncertain = e.is_uncertain(), "processor error");
+    if e.is_uncertain() {
+        return PaymentFailure {
+            code: "outcome_unknown".into(),
+            message: "the processor has not confirmed the outcome yet; do not retry: POST /payments/{id}/confirm asks it again".into(),
+            retryable: false,
+        };
+    }
     PaymentFailure {
         code: "processor_error".into(),
         message: "the payment processor could not complete the request; try again with a new Idempotency-Key".into(),
@@ -164,8 +191,15 @@ fn apply(mut p: Payment, outcome: Result<ChargeOutcome, ProcessorError>, now: &s
             };
         }
         Err(e) => {
-            p.status = PaymentStatus::Failed;
-            p.next_action = None;
+            // Uncertain: the payment stays where it was (processing, or waiting for its
+            // payer) with the gateway's reference, until confirm asks again.
+            if !e.is_uncertain() {
+                p.status = PaymentStatus::Failed;
+                p.next_action = None;
+            }
+            if let ProcessorError::StillProcessing { reference, .. } = &e {
+                p.processor_reference = Some(reference.clone());
+            }
             p.failure = Some(processor_failure(&e));
         }
     }
@@ -239,7 +273,7 @@ async fn create(
         created_at: at.clone(),
         updated_at: at,
     };
-    let fingerprint = idempotency::fingerprint("POST", "/payments", &body);
+    let fingerprint = idempotency::fingerprint(&api.idempotency_key, "POST", "/payments", &body);
     let (lock, take) = api.store.idempotency.take(
         auth.key_id(),
         CREATE_OPERATION,
@@ -261,8 +295,7 @@ async fn create(
     let outcome = processor
         .charge(&ChargeRequest {
             payment_id: payment.id.clone(),
-            // Unique across API keys, and the same on a retry of this payment.
-            idempotency_key: payment.id.clone(),
+            idempotency_key: api.gateway_key(auth.key_id(), CREATE_OPERATION, &key),
             amount: new.amount,
             method: new.method,
             description: new.description,
@@ -380,9 +413,15 @@ async fn awaiting_action(
     api: &PaymentsApi,
     id: &str,
     action: &str,
+    allowed: &[PaymentStatus],
 ) -> Result<(StoredPayment, Arc<dyn crate::processor::Processor>, String), Problem> {
     let stored = api.store.get(id).await?.ok_or_else(|| not_found(id))?;
-    if stored.payment.status != PaymentStatus::RequiresAction {
+    // A processing payment can be confirmed only once the gateway has given it a
+    // reference (its outcome was left unknown); one without is still in its first call.
+    let open = allowed.contains(&stored.payment.status)
+        && (stored.payment.status != PaymentStatus::Processing
+            || stored.payment.processor_reference.is_some());
+    if !open {
         return Err(wrong_state(action, stored.payment.status));
     }
     let processor = api.processors.get(&stored.payment.processor).ok_or_else(|| {
@@ -401,22 +440,32 @@ async fn confirm(
     _auth: Authorized<scope::PaymentsWrite>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let (stored, processor, reference) = awaiting_action(&api, &id, "confirmed").await?;
+    let (stored, processor, reference) = awaiting_action(
+        &api,
+        &id,
+        "confirmed",
+        &[PaymentStatus::RequiresAction, PaymentStatus::Processing],
+    )
+    .await?;
+    let from = stored.payment.status;
     let outcome = processor.confirm(&reference).await;
     let next = apply(
         stored.payment.clone(),
         outcome,
         &clock::rfc3339(clock::now()),
     );
-    if next.status != PaymentStatus::RequiresAction {
+    if next.status != from {
         let event = envelope(&next)?;
-        api.store
-            .finish(&next, PaymentStatus::RequiresAction, None, event.as_ref())
-            .await
-            .map_err(|e| match e {
-                PaymentStoreError::Changed => wrong_state("confirmed", PaymentStatus::Canceled),
+        if let Err(e) = api.store.finish(&next, from, None, event.as_ref()).await {
+            return Err(match e {
+                // Someone else moved it first: say where it is now.
+                PaymentStoreError::Changed => match api.store.get(&id).await? {
+                    Some(now) => wrong_state("confirmed", now.payment.status),
+                    None => not_found(&id),
+                },
                 other => other.into(),
-            })?;
+            });
+        }
     }
     Ok(Json(PaymentView {
         payment: &next,
@@ -430,7 +479,8 @@ async fn cancel(
     _auth: Authorized<scope::PaymentsWrite>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let (stored, processor, reference) = awaiting_action(&api, &id, "canceled").await?;
+    let (stored, processor, reference) =
+        awaiting_action(&api, &id, "canceled", &[PaymentStatus::RequiresAction]).await?;
     match processor.cancel(&reference).await {
         Ok(CancelOutcome::Canceled) => {}
         Ok(CancelOutcome::Failed { failure }) => {
@@ -489,7 +539,12 @@ async fn refund(
 ) -> Result<Response, Problem> {
     let key = IdempotencyKey::from_headers(&headers)?;
     let req: RefundRequest = parse_json(body.to_string().as_bytes())?;
-    let fingerprint = idempotency::fingerprint("POST", &format!("/payments/{id}/refunds"), &body);
+    let fingerprint = idempotency::fingerprint(
+        &api.idempotency_key,
+        "POST",
+        &format!("/payments/{id}/refunds"),
+        &body,
+    );
     let mut stored = api.store.get(&id).await?.ok_or_else(|| not_found(&id))?;
     let mut reserved = None;
     for _ in 0..RESERVE_ATTEMPTS {
@@ -566,7 +621,7 @@ async fn refund(
                 .processor_reference
                 .clone()
                 .unwrap_or_default(),
-            idempotency_key: refund.id.clone(),
+            idempotency_key: api.gateway_key(auth.key_id(), REFUND_OPERATION, &key),
             amount: Money {
                 minor: refund.amount,
                 currency: refund.currency,
@@ -588,7 +643,11 @@ async fn refund(
             refund.failure = Some(failure(f));
         }
         Err(e) => {
-            refund.status = RefundStatus::Failed;
+            refund.status = if e.is_uncertain() {
+                RefundStatus::Pending
+            } else {
+                RefundStatus::Failed
+            };
             refund.failure = Some(processor_failure(&e));
         }
     }
@@ -597,13 +656,95 @@ async fn refund(
         body: json_body(&refund)?,
         location: Some(format!("/payments/{id}")),
     };
-    if refund.status == RefundStatus::Succeeded {
-        api.store
-            .refund_succeeded(&refund, &lock, &answer, &refund.updated_at)
-            .await?;
-    } else {
-        let complete = api.store.idempotency.complete(&lock, &answer)?;
-        api.store.refund_failed(&refund, complete).await?;
+    match refund.status {
+        RefundStatus::Succeeded => {
+            api.store
+                .refund_succeeded(&refund, &lock, &answer, &refund.updated_at)
+                .await?;
+        }
+        RefundStatus::Pending => {
+            let complete = api.store.idempotency.complete(&lock, &answer)?;
+            api.store.refund_uncertain(&refund, complete).await?;
+        }
+        RefundStatus::Failed => {
+            let complete = api.store.idempotency.complete(&lock, &answer)?;
+            api.store.refund_failed(&refund, complete).await?;
+        }
     }
     Ok(fresh(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Currency, MethodKind, MethodSummary};
+
+    fn processing() -> Payment {
+        Payment {
+            id: "p1".into(),
+            user_id: "u1".into(),
+            amount: 100,
+            currency: Currency::parse("USD").unwrap(),
+            method: MethodSummary::Paypal {
+                kind: MethodKind::Paypal,
+                payer_email: "b@example.com".into(),
+            },
+            description: None,
+            metadata: Default::default(),
+            status: PaymentStatus::Processing,
+            processor: "stripe".into(),
+            processor_reference: None,
+            failure: None,
+            next_action: None,
+            amount_refunded: 0,
+            created_at: "t0".into(),
+            updated_at: "t0".into(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_outcome_keeps_the_payment_open_and_does_not_invite_a_retry() {
+        let p = apply(
+            processing(),
+            Err(ProcessorError::StillProcessing {
+                processor: "stripe".into(),
+                reference: "pi_1".into(),
+            }),
+            "t1",
+        );
+        assert_eq!(p.status, PaymentStatus::Processing);
+        assert_eq!(p.processor_reference.as_deref(), Some("pi_1"));
+        let f = p.failure.unwrap();
+        assert_eq!(f.code, "outcome_unknown");
+        assert!(!f.retryable);
+    }
+
+    #[test]
+    fn a_processor_that_moved_no_money_fails_the_payment_as_retryable() {
+        let p = apply(
+            processing(),
+            Err(ProcessorError::Ledger("down".into())),
+            "t1",
+        );
+        assert_eq!(p.status, PaymentStatus::Failed);
+        assert!(p.failure.unwrap().retryable);
+    }
+
+    #[test]
+    fn gateway_keys_are_stable_per_caller_and_key() {
+        let master = aloft_shared::master_key::MasterKey::from_bytes(vec![1; 32]);
+        let api_key = master.derive("idempotency");
+        let headers = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("idempotency-key", v.parse().unwrap());
+            IdempotencyKey::from_headers(&h).unwrap()
+        };
+        let sign = |caller: &str, key: &IdempotencyKey| {
+            gateway_key(&api_key, caller, CREATE_OPERATION, key)
+        };
+        assert_eq!(sign("a", &headers("k")), sign("a", &headers("k")));
+        assert_ne!(sign("a", &headers("k")), sign("b", &headers("k")));
+        assert_ne!(sign("a", &headers("k")), sign("a", &headers("l")));
+        assert_eq!(sign("a", &headers(&"x".repeat(255))).len(), 64);
+    }
 }

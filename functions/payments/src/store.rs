@@ -217,7 +217,13 @@ impl PaymentStore {
             Some(codes) if key_first && condition_failed_at(&codes, 0) => {
                 Err(PaymentStoreError::KeyTaken)
             }
-            Some(codes) if codes.iter().any(|c| c == "ConditionalCheckFailed") => {
+            // TransactionConflict: another transaction on the same item ran at the same
+            // moment (concurrent refunds); like a lost condition, re-read and retry.
+            Some(codes)
+                if codes
+                    .iter()
+                    .any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict") =>
+            {
                 Err(PaymentStoreError::Changed)
             }
             _ => Err(StoreError::from(e).into()),
@@ -244,6 +250,12 @@ impl PaymentStore {
         complete: Option<TransactWriteItem>,
         event: Option<&Envelope>,
     ) -> Result<(), PaymentStoreError> {
+        // The domain's table decides which moves exist; the condition below makes the
+        // move atomic. Staying put (an outcome still unknown) is not a move.
+        if next.status != from {
+            from.transition(next.status)
+                .map_err(|e| StoreError::new("payment transition", e))?;
+        }
         let refundable = if next.status == PaymentStatus::Succeeded {
             next.amount
         } else {
@@ -447,6 +459,30 @@ impl PaymentStore {
             }
         }
         Err(PaymentStoreError::Changed)
+    }
+
+    /// Records a refund whose outcome the processor has not confirmed: it stays
+    /// `pending` and keeps its reservation, so nothing can be refunded twice meanwhile.
+    pub async fn refund_uncertain(
+        &self,
+        refund: &Refund,
+        complete: TransactWriteItem,
+    ) -> Result<(), PaymentStoreError> {
+        let refund_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(
+                serde_dynamo::to_item(RefundItem::from(refund)).map_err(StoreError::from)?,
+            ))
+            .build()
+            .map_err(|e| StoreError::new("refund put", e))?;
+        self.transact(
+            vec![
+                TransactWriteItem::builder().put(refund_put).build(),
+                complete,
+            ],
+            false,
+        )
+        .await
     }
 
     /// Records a refund the processor refused, and gives its amount back.

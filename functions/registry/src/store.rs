@@ -82,6 +82,9 @@ pub struct DueCheck {
     pub check: HealthCheck,
     pub status: HealthStatus,
     pub failures: u32,
+    /// When the check was due, as read: the result is recorded only if that is unchanged
+    /// (no overlapping sweep recorded first, no re-registration meanwhile).
+    pub due_at_ms: i64,
 }
 
 /// What a service's partition holds.
@@ -492,8 +495,13 @@ impl RegistryStore {
         }
     }
 
-    /// Instances whose HTTP check is due at `now_ms`, from the sparse `checks` index.
-    pub async fn due_checks(&self, now_ms: i64) -> Result<Vec<DueCheck>, RegistryError> {
+    /// Up to `max` instances whose HTTP check is due at `now_ms`, longest overdue first,
+    /// from the sparse `checks` index.
+    pub async fn due_checks(
+        &self,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<DueCheck>, RegistryError> {
         let mut due = Vec::new();
         let mut start = None;
         loop {
@@ -505,12 +513,14 @@ impl RegistryStore {
                 .key_condition_expression("check_shard = :shard AND next_check_at_ms <= :now")
                 .expression_attribute_values(":shard", s(CHECK_SHARD))
                 .expression_attribute_values(":now", n(now_ms))
+                .limit(i32::try_from(max - due.len()).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(StoreError::from)?;
             for item in out.items.unwrap_or_default() {
                 let item: InstanceItem = serde_dynamo::from_item(item).map_err(StoreError::from)?;
+                let due_at_ms = item.next_check_at_ms.unwrap_or_default();
                 let i = item.instance;
                 if let Some(check) = i.check {
                     due.push(DueCheck {
@@ -519,18 +529,20 @@ impl RegistryStore {
                         check,
                         status: i.status,
                         failures: i.check_failures,
+                        due_at_ms,
                     });
                 }
             }
             match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => return Ok(due),
+                Some(k) if due.len() < max => start = Some(k),
+                _ => return Ok(due),
             }
         }
     }
 
     /// Records a check's result and when the next is due. A status change bumps the
-    /// service's revision (discovery answers change). False when the instance is gone.
+    /// service's revision (discovery answers change). False when the instance is gone or
+    /// was re-registered, or another sweep recorded this check first.
     #[tracing::instrument(skip_all, fields(service = %due.service, instance_id = %due.instance_id))]
     pub async fn record_check(
         &self,
@@ -546,11 +558,12 @@ impl RegistryStore {
             .update_expression(
                 "SET #status = :status, check_failures = :failures, next_check_at_ms = :next",
             )
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("next_check_at_ms = :due")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(serde_plain(&status)))
             .expression_attribute_values(":failures", n(failures))
             .expression_attribute_values(":next", n(next_check_at_ms))
+            .expression_attribute_values(":due", n(due.due_at_ms))
             .build()
             .map_err(|e| StoreError::new("record check", e))?;
         let mut items = vec![TransactWriteItem::builder().update(update).build()];

@@ -7,10 +7,13 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::domain::{HealthStatus, RegistryError, SelfPreservation, after_check, plan_sweep};
-use crate::store::{DueCheck, RegistryStore};
+use crate::store::RegistryStore;
 
 /// How many HTTP checks run at once in one sweep.
 pub const CHECK_CONCURRENCY: usize = 16;
+/// At most this many checks per sweep, the longest overdue first: 16 at a time at the
+/// longest timeout (10 s) fits in the sweep's minute; the rest wait for the next sweep.
+pub const MAX_CHECKS_PER_SWEEP: usize = 64;
 
 #[derive(Debug, Default, Serialize)]
 pub struct SweepReport {
@@ -66,8 +69,8 @@ pub async fn run_checks(
     checker: &HttpChecker,
     now_ms: i64,
 ) -> Result<Vec<CheckReport>, RegistryError> {
-    let due = store.due_checks(now_ms).await?;
-    let results: Vec<(DueCheck, Result<(), String>)> = futures::stream::iter(due)
+    let due = store.due_checks(now_ms, MAX_CHECKS_PER_SWEEP).await?;
+    let mut probes = futures::stream::iter(due)
         .map(|d| async move {
             let outcome = checker
                 .probe(
@@ -77,11 +80,11 @@ pub async fn run_checks(
                 .await;
             (d, outcome)
         })
-        .buffer_unordered(CHECK_CONCURRENCY)
-        .collect()
-        .await;
+        .buffer_unordered(CHECK_CONCURRENCY);
+    // Each result is recorded as it arrives, so a sweep cut short by its own timeout
+    // still keeps what it learned (and the next sweep starts with the rest).
     let mut reports = Vec::new();
-    for (d, outcome) in results {
+    while let Some((d, outcome)) = probes.next().await {
         let (status, failures) = after_check(d.failures, outcome.is_ok());
         let next = now_ms + i64::from(d.check.interval_seconds) * 1000;
         if store.record_check(&d, status, failures, next).await? {

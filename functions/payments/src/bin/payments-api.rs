@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         store,
         processors,
         fingerprint_key: master.derive("card-fingerprint"),
+        idempotency_key: master.derive("idempotency"),
     }))
     .await
 }

@@ -271,6 +271,18 @@ pub enum ProcessorError {
     UnexpectedResponse { processor: String, detail: String },
 }
 
+impl ProcessorError {
+    /// Whether money may have moved anyway: the gateway has not decided yet, or answered
+    /// something unreadable. Such a payment or refund must not be reported failed (the
+    /// caller would retry and pay twice); it stays open until the gateway is asked again.
+    pub fn is_uncertain(&self) -> bool {
+        matches!(
+            self,
+            Self::StillProcessing { .. } | Self::UnexpectedResponse { .. }
+        )
+    }
+}
+
 /// The method or currency no registered processor takes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotSupported {

@@ -73,6 +73,7 @@ impl Stack {
                 Arc::new(SandboxPaypal::new(ledger())),
             ]),
             fingerprint_key: self.master.derive("card-fingerprint"),
+            idempotency_key: self.master.derive("idempotency"),
         }
     }
 
