@@ -230,6 +230,20 @@ impl PaymentStore {
         }
     }
 
+    fn put_refund(
+        &self,
+        refund: &Refund,
+        condition: Option<&str>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(RefundItem::from(refund))?))
+            .set_condition_expression(condition.map(str::to_owned))
+            .build()
+            .map_err(|e| StoreError::new("refund put", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     /// Takes the idempotency key and stores the `processing` payment, atomically: the
     /// first of the two writes a payment costs.
     pub async fn begin(
@@ -366,14 +380,7 @@ impl PaymentStore {
         refund: &Refund,
         refundable_read: i64,
     ) -> Result<(), PaymentStoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(
-                serde_dynamo::to_item(RefundItem::from(refund)).map_err(StoreError::from)?,
-            ))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::new("refund put", e))?;
+        let put = self.put_refund(refund, Some("attribute_not_exists(pk)"))?;
         let reserve = Update::builder()
             .table_name(&self.table)
             .key("pk", s(payment_pk(&refund.payment_id)))
@@ -390,7 +397,7 @@ impl PaymentStore {
         self.transact(
             vec![
                 take,
-                TransactWriteItem::builder().put(put).build(),
+                put,
                 TransactWriteItem::builder().update(reserve).build(),
             ],
             true,
@@ -436,16 +443,10 @@ impl PaymentStore {
                 EVENT_SOURCE,
                 serde_json::json!({"payment": &next, "refund": refund}),
             )?;
-            let refund_put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(
-                    serde_dynamo::to_item(RefundItem::from(refund)).map_err(StoreError::from)?,
-                ))
-                .build()
-                .map_err(|e| StoreError::new("refund put", e))?;
+            let refund_put = self.put_refund(refund, None)?;
             let items = vec![
                 TransactWriteItem::builder().update(update).build(),
-                TransactWriteItem::builder().put(refund_put).build(),
+                refund_put,
                 self.idempotency.complete(lock, answer)?,
                 self.outbox.record(&event)?,
             ];
@@ -468,21 +469,8 @@ impl PaymentStore {
         refund: &Refund,
         complete: TransactWriteItem,
     ) -> Result<(), PaymentStoreError> {
-        let refund_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(
-                serde_dynamo::to_item(RefundItem::from(refund)).map_err(StoreError::from)?,
-            ))
-            .build()
-            .map_err(|e| StoreError::new("refund put", e))?;
-        self.transact(
-            vec![
-                TransactWriteItem::builder().put(refund_put).build(),
-                complete,
-            ],
-            false,
-        )
-        .await
+        let refund_put = self.put_refund(refund, None)?;
+        self.transact(vec![refund_put, complete], false).await
     }
 
     /// Records a refund the processor refused, and gives its amount back.
@@ -499,17 +487,11 @@ impl PaymentStore {
             .expression_attribute_values(":amount", n(refund.amount))
             .build()
             .map_err(|e| StoreError::new("refund release", e))?;
-        let refund_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(
-                serde_dynamo::to_item(RefundItem::from(refund)).map_err(StoreError::from)?,
-            ))
-            .build()
-            .map_err(|e| StoreError::new("refund put", e))?;
+        let refund_put = self.put_refund(refund, None)?;
         self.transact(
             vec![
                 TransactWriteItem::builder().update(release).build(),
-                TransactWriteItem::builder().put(refund_put).build(),
+                refund_put,
                 complete,
             ],
             false,
