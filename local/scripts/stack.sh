@@ -19,7 +19,7 @@ free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("
 wait_for() { # url, what, pid, log
   local url="$1" what="$2" pid="$3" log="$4"
   for _ in $(seq 1 600); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    if "$venv/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null; then return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "stack: $what exited during start-up; its log ($log):" >&2; tail -n 40 "$log" >&2; exit 1
     fi
