@@ -158,7 +158,9 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    fn parse(req: &CheckRequest, errors: &mut Vec<FieldError>) -> Option<Self> {
+    /// `address` is the instance's own: a check probes the instance it belongs to, never
+    /// another host (the sweep must not become a way to reach arbitrary endpoints).
+    fn parse(req: &CheckRequest, address: &str, errors: &mut Vec<FieldError>) -> Option<Self> {
         let before = errors.len();
         let http = req.http.as_deref().map(str::trim).unwrap_or_default();
         if req.http.is_none() {
@@ -171,6 +173,18 @@ impl HealthCheck {
                 "check.http",
                 "must be an http:// or https:// URL of at most 2048 characters",
             ));
+        } else {
+            match url_host(http) {
+                Some(host) if host.starts_with("169.254.") => errors.push(FieldError::new(
+                    "check.http",
+                    "must not point at a link-local address (169.254.0.0/16)",
+                )),
+                Some(host) if host.eq_ignore_ascii_case(address) => {}
+                _ => errors.push(FieldError::new(
+                    "check.http",
+                    format!("must point at the instance's own address ({address})"),
+                )),
+            }
         }
         let interval_seconds = req
             .interval_seconds
@@ -194,6 +208,21 @@ impl HealthCheck {
             timeout_ms,
         })
     }
+}
+
+/// The host of an `http(s)://` URL (brackets of an IPv6 literal removed), or `None` if
+/// it has user info or no host.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// An instance's status and consecutive failure count after one check.
@@ -304,7 +333,7 @@ impl Registration {
         let check = req
             .check
             .as_ref()
-            .and_then(|c| HealthCheck::parse(c, &mut errors));
+            .and_then(|c| HealthCheck::parse(c, &address, &mut errors));
         let mut fail = |f: &str, m: String| errors.push(FieldError::new(f, m));
         let mut depends_on = Vec::new();
         for (i, d) in req.depends_on.unwrap_or_default().iter().enumerate() {
@@ -755,6 +784,25 @@ mod tests {
             fields,
             ["check.http", "check.interval_seconds", "check.timeout_ms"]
         );
+        for (url, ok) in [
+            ("http://10.0.0.1:8080/health", true),
+            ("https://10.0.0.1/health?deep=1", true),
+            ("http://10.0.0.2:8080/health", false),
+            ("http://10.0.0.1@evil.example/", false),
+            ("http://evil.example/?h=10.0.0.1", false),
+            ("http://169.254.169.254/latest/meta-data/", false),
+        ] {
+            let req: RegisterRequest = serde_json::from_value(serde_json::json!(
+                {"address": "10.0.0.1", "check": {"http": url}}
+            ))
+            .unwrap();
+            assert_eq!(Registration::parse(req).is_ok(), ok, "{url}");
+        }
+        let req: RegisterRequest = serde_json::from_value(serde_json::json!(
+            {"address": "fd00::1", "check": {"http": "http://[fd00::1]:80/"}}
+        ))
+        .unwrap();
+        assert!(Registration::parse(req).is_ok());
     }
 
     #[test]
