@@ -382,6 +382,34 @@ mod tests {
     }
 
     #[test]
+    fn openapi_documents_exactly_the_templates_routes() {
+        let template =
+            Template::parse(include_str!("../../template.yaml"), &HashMap::new()).unwrap();
+        let spec: Value = serde_norway::from_str(include_str!("../../openapi.yaml")).unwrap();
+        let mut documented = Vec::new();
+        for (path, item) in spec["paths"].as_mapping().unwrap() {
+            for (method, _) in item.as_mapping().unwrap() {
+                let method = method.as_str().unwrap().to_ascii_uppercase();
+                if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                    documented.push(format!("{method} {}", path.as_str().unwrap()));
+                }
+            }
+        }
+        let mut routes: Vec<_> = template
+            .routes()
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        documented.sort();
+        routes.sort();
+        assert_eq!(
+            documented, routes,
+            "openapi.yaml and template.yaml disagree"
+        );
+    }
+
+    #[test]
     fn unknown_overrides_are_refused() {
         let text = include_str!("../../template.yaml");
         let overrides = HashMap::from([("Nope".to_owned(), "1".to_owned())]);
