@@ -1,7 +1,9 @@
 //! DynamoDB requests (what DynamoDB bills) and latency per successful payment, through
 //! the real router and store against the local stack's endpoint. Target: 1 user read +
-//! 2 transactional writes (lock + processing payment; outcome + answer + event). The
-//! outbox then marks the event sent (1 UpdateItem), the foundation's relay contract.
+//! 2 writes. We do better: the user check is a ConditionCheck inside the first
+//! transaction (lock + user check + processing payment), the second commits outcome +
+//! answer + event. The outbox then marks the event sent (1 UpdateItem), the
+//! foundation's relay contract.
 //!
 //!   make bench      (or: local/scripts/stack.sh test cargo bench -p aloft-payments)
 

@@ -126,6 +126,9 @@ impl From<PaymentStoreError> for Problem {
     fn from(e: PaymentStoreError) -> Self {
         match e {
             PaymentStoreError::Changed => changed(),
+            PaymentStoreError::UnknownUser => {
+                Problem::validation(vec![FieldError::new("user_id", "no user with this id")])
+            }
             PaymentStoreError::KeyTaken => Problem::new(
                 StatusCode::CONFLICT,
                 "idempotency-in-progress",
@@ -247,12 +250,6 @@ async fn create(
             };
             Problem::validation(vec![FieldError::new(field, e.to_string())])
         })?;
-    if !api.store.user_exists(&new.user_id).await? {
-        return Err(Problem::validation(vec![FieldError::new(
-            "user_id",
-            format!("no user with id {}", new.user_id),
-        )]));
-    }
 
     let now = clock::now();
     let at = clock::rfc3339(now);
@@ -288,6 +285,12 @@ async fn create(
                 .conflict(auth.key_id(), CREATE_OPERATION, &key, &fingerprint)
                 .await?
                 .into_response());
+        }
+        Err(PaymentStoreError::UnknownUser) => {
+            return Err(Problem::validation(vec![FieldError::new(
+                "user_id",
+                format!("no user with id {}", new.user_id),
+            )]));
         }
         Err(e) => return Err(e.into()),
     }

@@ -19,7 +19,7 @@ use aloft_shared::cursor::{CursorCodec, CursorError, Page};
 use aloft_shared::dynamo::{StoreError, cancellation_codes, condition_failed_at, n, s};
 use aloft_shared::idempotency::{IdempotencyStore, Lock};
 use aloft_shared::outbox::{Envelope, Outbox};
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Payment, PaymentStatus, Refund};
@@ -96,6 +96,9 @@ pub enum PaymentStoreError {
     /// The payment is no longer in the state the write expected.
     #[error("payment changed concurrently")]
     Changed,
+    /// The payment names a user that does not exist.
+    #[error("no such user")]
+    UnknownUser,
     #[error(transparent)]
     InvalidCursor(#[from] CursorError),
     #[error(transparent)]
@@ -154,17 +157,16 @@ impl PaymentStore {
         ))
     }
 
-    /// Whether a user exists: one GetItem on the users table (read-only access).
-    pub async fn user_exists(&self, user_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .get_item()
+    /// The transaction item that checks the payment's user exists (read-only access to
+    /// the users table): part of the first write, so it costs no request of its own.
+    fn user_exists(&self, user_id: &str) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
             .table_name(&self.users_table)
             .key("pk", s(aloft_users::store::user_pk(user_id)))
-            .projection_expression("pk")
-            .send()
-            .await?;
-        Ok(out.item.is_some())
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::new("user check", e))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
     fn put_new_payment(&self, p: &Payment) -> Result<TransactWriteItem, StoreError> {
@@ -196,13 +198,14 @@ impl PaymentStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Runs a transaction. When `key_first`, a failed condition on item 0 is the
-    /// idempotency key being taken; any other failed condition means the payment
-    /// changed under us.
+    /// Runs a transaction. A failed condition on item `i` is `failed_condition(i)` when
+    /// that names what it means (the idempotency key taken, no such user); any other
+    /// failed condition, or a conflict with a concurrent transaction, means the payment
+    /// changed under us: re-read and decide again.
     async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
-        key_first: bool,
+        failed_condition: impl Fn(usize) -> Option<PaymentStoreError>,
     ) -> Result<(), PaymentStoreError> {
         let Err(e) = self
             .client
@@ -213,21 +216,22 @@ impl PaymentStore {
         else {
             return Ok(());
         };
-        match cancellation_codes(&e) {
-            Some(codes) if key_first && condition_failed_at(&codes, 0) => {
-                Err(PaymentStoreError::KeyTaken)
-            }
-            // TransactionConflict: another transaction on the same item ran at the same
-            // moment (concurrent refunds); like a lost condition, re-read and retry.
-            Some(codes)
-                if codes
-                    .iter()
-                    .any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict") =>
-            {
-                Err(PaymentStoreError::Changed)
-            }
-            _ => Err(StoreError::from(e).into()),
+        let Some(codes) = cancellation_codes(&e) else {
+            return Err(StoreError::from(e).into());
+        };
+        if let Some(meaning) = (0..codes.len())
+            .filter(|i| condition_failed_at(&codes, *i))
+            .find_map(&failed_condition)
+        {
+            return Err(meaning);
         }
+        if codes
+            .iter()
+            .any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict")
+        {
+            return Err(PaymentStoreError::Changed);
+        }
+        Err(StoreError::from(e).into())
     }
 
     fn put_refund(
@@ -244,15 +248,25 @@ impl PaymentStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Takes the idempotency key and stores the `processing` payment, atomically: the
-    /// first of the two writes a payment costs.
+    /// Takes the idempotency key, checks the user exists and stores the `processing`
+    /// payment, atomically: the first of the two writes a payment costs. A missing user
+    /// cancels it all, so a refused request leaves nothing behind.
     pub async fn begin(
         &self,
         take: TransactWriteItem,
         payment: &Payment,
     ) -> Result<(), PaymentStoreError> {
-        let put = self.put_new_payment(payment)?;
-        self.transact(vec![take, put], true).await
+        let items = vec![
+            take,
+            self.user_exists(&payment.user_id)?,
+            self.put_new_payment(payment)?,
+        ];
+        self.transact(items, |i| match i {
+            0 => Some(PaymentStoreError::KeyTaken),
+            1 => Some(PaymentStoreError::UnknownUser),
+            _ => None,
+        })
+        .await
     }
 
     /// Moves a payment from `from` to `next`'s state, announcing `event` and, when the
@@ -282,7 +296,7 @@ impl PaymentStore {
         if let Some(e) = event {
             items.push(self.outbox.record(e)?);
         }
-        match self.transact(items, false).await {
+        match self.transact(items, |_| None).await {
             Ok(()) => {
                 if let Some(e) = event {
                     self.outbox.publish(std::slice::from_ref(e)).await;
@@ -400,7 +414,7 @@ impl PaymentStore {
                 put,
                 TransactWriteItem::builder().update(reserve).build(),
             ],
-            true,
+            |i| (i == 0).then_some(PaymentStoreError::KeyTaken),
         )
         .await
     }
@@ -450,7 +464,7 @@ impl PaymentStore {
                 self.idempotency.complete(lock, answer)?,
                 self.outbox.record(&event)?,
             ];
-            match self.transact(items, false).await {
+            match self.transact(items, |_| None).await {
                 Ok(()) => {
                     self.outbox.publish(&[event]).await;
                     return Ok(next);
@@ -470,7 +484,7 @@ impl PaymentStore {
         complete: TransactWriteItem,
     ) -> Result<(), PaymentStoreError> {
         let refund_put = self.put_refund(refund, None)?;
-        self.transact(vec![refund_put, complete], false).await
+        self.transact(vec![refund_put, complete], |_| None).await
     }
 
     /// Records a refund the processor refused, and gives its amount back.
@@ -494,7 +508,7 @@ impl PaymentStore {
                 refund_put,
                 complete,
             ],
-            false,
+            |_| None,
         )
         .await
     }
