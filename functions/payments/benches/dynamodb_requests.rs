@@ -75,6 +75,6 @@ async fn main() {
         );
     }
     println!(
-        "target for a new payment: GetItem 1 (user) + TransactWriteItems 2; the outbox's mark-sent UpdateItem is extra"
+        "target for a new payment: 1 user read + 2 writes; here the user check rides in the first TransactWriteItems, and the outbox's mark-sent UpdateItem is extra"
     );
 }
