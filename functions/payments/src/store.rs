@@ -311,35 +311,29 @@ impl PaymentStore {
     pub async fn get(&self, id: &str) -> Result<Option<StoredPayment>, StoreError> {
         let mut payment = None;
         let mut refunds = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(payment_pk(id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await?;
-            for item in out.items.unwrap_or_default() {
-                let is_payment = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str)
-                    == Some(PAYMENT_SK);
-                if is_payment {
-                    let p: PaymentItem = serde_dynamo::from_item(item)?;
-                    payment = Some((p.payment, p.refundable));
-                } else {
-                    let r: RefundItem = serde_dynamo::from_item(item)?;
-                    refunds.push(r.refund);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(payment_pk(id)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item?;
+            let is_payment = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some(PAYMENT_SK);
+            if is_payment {
+                let p: PaymentItem = serde_dynamo::from_item(item)?;
+                payment = Some((p.payment, p.refundable));
+            } else {
+                let r: RefundItem = serde_dynamo::from_item(item)?;
+                refunds.push(r.refund);
             }
         }
         Ok(payment.map(|(payment, refundable)| StoredPayment {

@@ -306,46 +306,38 @@ impl RegistryStore {
     pub async fn view(&self, service: &str) -> Result<Option<ServiceView>, RegistryError> {
         let mut view = ServiceView::default();
         let mut found = false;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(service_pk(service)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from)?;
-            for item in out.items.unwrap_or_default() {
-                let sk = item
-                    .get("sk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                if sk == SERVICE_SK {
-                    found = true;
-                    let svc: ServiceItem =
-                        serde_dynamo::from_item(item).map_err(StoreError::from)?;
-                    view.revision = svc.revision;
-                    view.depends_on = svc.depends_on;
-                    view.held_back = svc.held_back;
-                } else if let Some(dependent) = sk.strip_prefix(DEPENDENT_PREFIX) {
-                    view.dependents.push(dependent.to_owned());
-                } else if sk.starts_with(INSTANCE_PREFIX) {
-                    view.instances.push(
-                        serde_dynamo::from_item::<_, InstanceItem>(item)
-                            .map_err(StoreError::from)?
-                            .instance,
-                    );
-                }
-            }
-            // A service's partition fits one page unless it has thousands of instances.
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
+        // A service's partition fits one page unless it has thousands of instances.
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(service_pk(service)))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(StoreError::from)?;
+            let sk = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if sk == SERVICE_SK {
+                found = true;
+                let svc: ServiceItem = serde_dynamo::from_item(item).map_err(StoreError::from)?;
+                view.revision = svc.revision;
+                view.depends_on = svc.depends_on;
+                view.held_back = svc.held_back;
+            } else if let Some(dependent) = sk.strip_prefix(DEPENDENT_PREFIX) {
+                view.dependents.push(dependent.to_owned());
+            } else if sk.starts_with(INSTANCE_PREFIX) {
+                view.instances.push(
+                    serde_dynamo::from_item::<_, InstanceItem>(item)
+                        .map_err(StoreError::from)?
+                        .instance,
+                );
             }
         }
         Ok(found.then_some(view))
@@ -354,30 +346,23 @@ impl RegistryStore {
     /// Every service, by name, from the `services` index.
     pub async fn services(&self) -> Result<Vec<ServiceSummary>, RegistryError> {
         let mut all = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(INDEX_SERVICES)
-                .key_condition_expression("listing = :l")
-                .expression_attribute_values(":l", s("service"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from)?;
-            for item in out.items.unwrap_or_default() {
-                let svc: ServiceItem = serde_dynamo::from_item(item).map_err(StoreError::from)?;
-                all.push(ServiceSummary {
-                    name: svc.service_name,
-                    revision: svc.revision,
-                });
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_SERVICES)
+            .key_condition_expression("listing = :l")
+            .expression_attribute_values(":l", s("service"))
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(StoreError::from)?;
+            let svc: ServiceItem = serde_dynamo::from_item(item).map_err(StoreError::from)?;
+            all.push(ServiceSummary {
+                name: svc.service_name,
+                revision: svc.revision,
+            });
         }
         Ok(all)
     }
@@ -421,30 +406,23 @@ impl RegistryStore {
         now_ms: i64,
     ) -> Result<Vec<String>, RegistryError> {
         let mut services = std::collections::BTreeSet::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(INDEX_BY_EXPIRY)
-                .key_condition_expression("expiry_shard = :shard AND lease_expires_at_ms <= :now")
-                .expression_attribute_values(":shard", s(EXPIRY_SHARD))
-                .expression_attribute_values(":now", n(now_ms))
-                .projection_expression("#svc")
-                .expression_attribute_names("#svc", "service")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(StoreError::from)?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(name) = item.get("service").and_then(|v| v.as_s().ok()) {
-                    services.insert(name.clone());
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_BY_EXPIRY)
+            .key_condition_expression("expiry_shard = :shard AND lease_expires_at_ms <= :now")
+            .expression_attribute_values(":shard", s(EXPIRY_SHARD))
+            .expression_attribute_values(":now", n(now_ms))
+            .projection_expression("#svc")
+            .expression_attribute_names("#svc", "service")
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(StoreError::from)?;
+            if let Some(name) = item.get("service").and_then(|v| v.as_s().ok()) {
+                services.insert(name.clone());
             }
         }
         Ok(services.into_iter().collect())
@@ -503,41 +481,38 @@ impl RegistryStore {
         max: usize,
     ) -> Result<Vec<DueCheck>, RegistryError> {
         let mut due = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(INDEX_CHECKS)
-                .key_condition_expression("check_shard = :shard AND next_check_at_ms <= :now")
-                .expression_attribute_values(":shard", s(CHECK_SHARD))
-                .expression_attribute_values(":now", n(now_ms))
-                .limit(i32::try_from(max - due.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(INDEX_CHECKS)
+            .key_condition_expression("check_shard = :shard AND next_check_at_ms <= :now")
+            .expression_attribute_values(":shard", s(CHECK_SHARD))
+            .expression_attribute_values(":now", n(now_ms))
+            .into_paginator()
+            .page_size(i32::try_from(max).unwrap_or(i32::MAX))
+            .items()
+            .send();
+        while due.len() < max {
+            let Some(item) = items.next().await else {
+                break;
+            };
+            let item: InstanceItem = serde_dynamo::from_item(item.map_err(StoreError::from)?)
                 .map_err(StoreError::from)?;
-            for item in out.items.unwrap_or_default() {
-                let item: InstanceItem = serde_dynamo::from_item(item).map_err(StoreError::from)?;
-                let due_at_ms = item.next_check_at_ms.unwrap_or_default();
-                let i = item.instance;
-                if let Some(check) = i.check {
-                    due.push(DueCheck {
-                        service: i.service.as_str().to_owned(),
-                        instance_id: i.instance_id,
-                        check,
-                        status: i.status,
-                        failures: i.check_failures,
-                        due_at_ms,
-                    });
-                }
-            }
-            match out.last_evaluated_key {
-                Some(k) if due.len() < max => start = Some(k),
-                _ => return Ok(due),
+            let due_at_ms = item.next_check_at_ms.unwrap_or_default();
+            let i = item.instance;
+            if let Some(check) = i.check {
+                due.push(DueCheck {
+                    service: i.service.as_str().to_owned(),
+                    instance_id: i.instance_id,
+                    check,
+                    status: i.status,
+                    failures: i.check_failures,
+                    due_at_ms,
+                });
             }
         }
+        Ok(due)
     }
 
     /// Records a check's result and when the next is due. A status change bumps the
