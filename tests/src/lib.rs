@@ -112,54 +112,90 @@ impl Stack {
             .expect("queue url")
     }
 
-    /// Every event envelope on the notifications queue that `wanted` picks, received
-    /// until the queue has been quiet for `quiet`. Picked messages are deleted; others
-    /// are handed straight back (visibility 0) for whichever test wants them.
+    /// Every event envelope on the notifications queue that `wanted` picks, waiting
+    /// until none has arrived for `quiet`.
+    ///
+    /// One thread per test process drains the queue (receive, then delete) into a log
+    /// that every test reads: a message is seen once, by all, and no test has to page
+    /// past the others' messages (handing them back would make the queue's order decide
+    /// what a test sees in time).
     pub async fn collect_events(
         &self,
         wanted: impl Fn(&Value) -> bool,
         quiet: Duration,
     ) -> Vec<Value> {
-        let url = self.queue_url("NotificationsQueue").await;
-        let mut picked = Vec::new();
-        let mut last_seen = std::time::Instant::now();
-        while last_seen.elapsed() < quiet {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .expect("receive");
-            for m in out.messages.unwrap_or_default() {
-                let body: Value =
-                    serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
-                let handle = m.receipt_handle().unwrap_or_default().to_owned();
-                if wanted(&body) {
-                    last_seen = std::time::Instant::now();
-                    picked.push(body);
-                    self.sqs
-                        .delete_message()
-                        .queue_url(&url)
-                        .receipt_handle(handle)
-                        .send()
-                        .await
-                        .expect("delete");
-                } else {
-                    let _ = self
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&url)
-                        .receipt_handle(handle)
-                        .visibility_timeout(0)
-                        .send()
-                        .await;
-                }
+        let log = event_log(self.queue_url("NotificationsQueue").await);
+        let mut seen = 0;
+        let mut last_change = std::time::Instant::now();
+        loop {
+            let count = log.lock().unwrap().iter().filter(|e| wanted(e)).count();
+            if count != seen {
+                seen = count;
+                last_change = std::time::Instant::now();
             }
+            if last_change.elapsed() >= quiet {
+                return log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| wanted(e))
+                    .cloned()
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        picked
+    }
+}
+
+type EventLog = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+
+/// The process-wide log of drained events, started on first use.
+fn event_log(queue_url: String) -> EventLog {
+    static LOG: std::sync::OnceLock<EventLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = EventLog::default();
+        let sink = log.clone();
+        // Its own runtime: each #[tokio::test] has one that ends with the test.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("drain runtime");
+            rt.block_on(drain(queue_url, sink));
+        });
+        log
+    })
+    .clone()
+}
+
+async fn drain(queue_url: String, log: EventLog) {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    loop {
+        let Ok(out) = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        for m in out.messages.unwrap_or_default() {
+            let body: Value =
+                serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
+            log.lock().unwrap().push(body);
+            let _ = sqs
+                .delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await;
+        }
     }
 }
 
