@@ -482,7 +482,7 @@ pub(crate) fn currencies(codes: &[&str]) -> Vec<Currency> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::processor::sandbox::{SandboxCard, SandboxPaypal};
+    use crate::processor::sandbox::Sandbox;
 
     fn c(code: &str) -> Currency {
         Currency::parse(code).unwrap()
@@ -490,8 +490,8 @@ mod tests {
 
     fn sandbox() -> ProcessorRegistry {
         ProcessorRegistry::new(vec![
-            Arc::new(SandboxCard::new(None)),
-            Arc::new(SandboxPaypal::new(None)),
+            Arc::new(Sandbox::card(None)),
+            Arc::new(Sandbox::paypal(None)),
         ])
     }
 
@@ -511,7 +511,7 @@ mod tests {
             err.to_string(),
             "`paypal` payments are not available in JPY; available: EUR, GBP, USD"
         );
-        let only_cards = ProcessorRegistry::new(vec![Arc::new(SandboxCard::new(None))]);
+        let only_cards = ProcessorRegistry::new(vec![Arc::new(Sandbox::card(None))]);
         assert_eq!(
             only_cards.select(MethodKind::Paypal, c("USD")).err(),
             Some(NotSupported::Method(MethodKind::Paypal))
@@ -534,8 +534,8 @@ mod tests {
         );
         // A second card processor behind the first only lists what the first does not take.
         let doubled = ProcessorRegistry::new(vec![
-            Arc::new(SandboxCard::new(None)),
-            Arc::new(SandboxCard::new(None)),
+            Arc::new(Sandbox::card(None)),
+            Arc::new(Sandbox::card(None)),
         ]);
         assert_eq!(doubled.methods().len(), 3);
     }

@@ -135,28 +135,36 @@ pub fn paypal_scenario(payer_email: &str) -> Scenario {
     }
 }
 
-/// The sandbox card processor.
+/// A sandbox processor: the card one or the PayPal one. They differ only in their
+/// name, their methods and currencies, and which test input picks the outcome.
 #[derive(Debug, Clone)]
-pub struct SandboxCard {
+pub struct Sandbox {
+    name: &'static str,
+    methods: &'static [MethodKind],
+    currencies: &'static [&'static str],
     ledger: Option<Ledger>,
 }
 
-impl SandboxCard {
-    /// `None` keeps no ledger (unit tests); deployed and local stacks always pass one.
-    pub fn new(ledger: Option<Ledger>) -> Self {
-        Self { ledger }
+impl Sandbox {
+    /// The card processor. `None` keeps no ledger (unit tests); deployed and local
+    /// stacks always pass one.
+    pub fn card(ledger: Option<Ledger>) -> Self {
+        Self {
+            name: CARD_NAME,
+            methods: &[MethodKind::Visa, MethodKind::Mastercard, MethodKind::Amex],
+            currencies: CARD_CURRENCIES,
+            ledger,
+        }
     }
-}
 
-/// The sandbox PayPal processor.
-#[derive(Debug, Clone)]
-pub struct SandboxPaypal {
-    ledger: Option<Ledger>,
-}
-
-impl SandboxPaypal {
-    pub fn new(ledger: Option<Ledger>) -> Self {
-        Self { ledger }
+    /// The PayPal processor; see [`Sandbox::card`] for `ledger`.
+    pub fn paypal(ledger: Option<Ledger>) -> Self {
+        Self {
+            name: PAYPAL_NAME,
+            methods: &[MethodKind::Paypal, MethodKind::PaypalCredit],
+            currencies: PAYPAL_CURRENCIES,
+            ledger,
+        }
     }
 }
 
@@ -166,7 +174,7 @@ pub fn build_card(
 ) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
     Box::pin(async move {
         let ledger = Ledger::from_env(context.dynamodb.clone())?;
-        Ok(Arc::new(SandboxCard::new(Some(ledger))) as Arc<dyn Processor>)
+        Ok(Arc::new(Sandbox::card(Some(ledger))) as Arc<dyn Processor>)
     })
 }
 
@@ -176,20 +184,20 @@ pub fn build_paypal(
 ) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
     Box::pin(async move {
         let ledger = Ledger::from_env(context.dynamodb.clone())?;
-        Ok(Arc::new(SandboxPaypal::new(Some(ledger))) as Arc<dyn Processor>)
+        Ok(Arc::new(Sandbox::paypal(Some(ledger))) as Arc<dyn Processor>)
     })
 }
 
-impl Processor for SandboxCard {
+impl Processor for Sandbox {
     fn name(&self) -> &str {
-        CARD_NAME
+        self.name
     }
 
     fn supported_methods(&self) -> Vec<SupportedMethod> {
-        let cur = currencies(CARD_CURRENCIES);
-        [MethodKind::Visa, MethodKind::Mastercard, MethodKind::Amex]
-            .into_iter()
-            .map(|m| SupportedMethod::new(m, &cur))
+        let cur = currencies(self.currencies);
+        self.methods
+            .iter()
+            .map(|m| SupportedMethod::new(*m, &cur))
             .collect()
     }
 
@@ -197,11 +205,14 @@ impl Processor for SandboxCard {
         &'a self,
         request: &'a ChargeRequest,
     ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        let scenario = match &request.method {
-            PaymentMethod::Card { number, .. } => Some(card_scenario(number.expose_digits())),
-            PaymentMethod::Paypal { .. } => None,
-        };
-        Box::pin(charge(CARD_NAME, self.ledger.as_ref(), request, scenario))
+        let scenario =
+            self.methods
+                .contains(&request.method.kind())
+                .then(|| match &request.method {
+                    PaymentMethod::Card { number, .. } => card_scenario(number.expose_digits()),
+                    PaymentMethod::Paypal { payer_email, .. } => paypal_scenario(payer_email),
+                });
+        Box::pin(charge(self.name, self.ledger.as_ref(), request, scenario))
     }
 
     fn confirm<'a>(
@@ -222,53 +233,7 @@ impl Processor for SandboxCard {
         &'a self,
         request: &'a RefundRequest,
     ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
-        Box::pin(refund(CARD_NAME, self.ledger.as_ref(), request))
-    }
-}
-
-impl Processor for SandboxPaypal {
-    fn name(&self) -> &str {
-        PAYPAL_NAME
-    }
-
-    fn supported_methods(&self) -> Vec<SupportedMethod> {
-        let cur = currencies(PAYPAL_CURRENCIES);
-        [MethodKind::Paypal, MethodKind::PaypalCredit]
-            .into_iter()
-            .map(|m| SupportedMethod::new(m, &cur))
-            .collect()
-    }
-
-    fn charge<'a>(
-        &'a self,
-        request: &'a ChargeRequest,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        let scenario = match &request.method {
-            PaymentMethod::Paypal { payer_email, .. } => Some(paypal_scenario(payer_email)),
-            PaymentMethod::Card { .. } => None,
-        };
-        Box::pin(charge(PAYPAL_NAME, self.ledger.as_ref(), request, scenario))
-    }
-
-    fn confirm<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        Box::pin(confirm(self.ledger.as_ref(), reference))
-    }
-
-    fn cancel<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
-        Box::pin(cancel(self.ledger.as_ref(), reference))
-    }
-
-    fn refund<'a>(
-        &'a self,
-        request: &'a RefundRequest,
-    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
-        Box::pin(refund(PAYPAL_NAME, self.ledger.as_ref(), request))
+        Box::pin(refund(self.name, self.ledger.as_ref(), request))
     }
 }
 
@@ -643,7 +608,7 @@ mod tests {
     }
 
     async fn charge_card(number: &str) -> ChargeOutcome {
-        SandboxCard::new(None).charge(&card(number)).await.unwrap()
+        Sandbox::card(None).charge(&card(number)).await.unwrap()
     }
 
     /// `(status, failure code, retryable)` of an outcome, for compact tables.
@@ -688,7 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn three_d_secure_waits_then_confirms() {
-        let sandbox = SandboxCard::new(None);
+        let sandbox = Sandbox::card(None);
         let outcome = charge_card("4000000000003220").await;
         let ChargeOutcome::RequiresAction {
             reference,
@@ -732,7 +697,7 @@ mod tests {
             // Only the local part selects: a domain that looks like a case does not.
             ("buyer@approve.example.com", ok),
         ];
-        let sandbox = SandboxPaypal::new(None);
+        let sandbox = Sandbox::paypal(None);
         for kind in [MethodKind::Paypal, MethodKind::PaypalCredit] {
             for (email, want) in &cases {
                 let outcome = sandbox.charge(&paypal(kind, email)).await.unwrap();
@@ -751,7 +716,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_method_routed_to_the_wrong_sandbox_fails_plainly() {
-        let outcome = SandboxPaypal::new(None)
+        let outcome = Sandbox::paypal(None)
             .charge(&card("4242424242424242"))
             .await
             .unwrap();
@@ -759,7 +724,7 @@ mod tests {
             summary(&outcome),
             ("failed", Some("method_not_supported".into()), Some(false))
         );
-        let outcome = SandboxCard::new(None)
+        let outcome = Sandbox::card(None)
             .charge(&paypal(MethodKind::Paypal, "a@example.com"))
             .await
             .unwrap();
@@ -768,7 +733,7 @@ mod tests {
 
     #[tokio::test]
     async fn refunds_succeed_with_their_own_reference() {
-        let outcome = SandboxCard::new(None)
+        let outcome = Sandbox::card(None)
             .refund(&RefundRequest {
                 payment_id: "pay_1".into(),
                 charge_reference: "sbx_ch_1".into(),
@@ -784,13 +749,13 @@ mod tests {
 
     #[test]
     fn supported_methods_are_as_documented() {
-        let card: Vec<_> = SandboxCard::new(None)
+        let card: Vec<_> = Sandbox::card(None)
             .supported_methods()
             .into_iter()
             .map(|m| (m.method.as_str(), m.currencies.len()))
             .collect();
         assert_eq!(card, [("visa", 4), ("mastercard", 4), ("amex", 4)]);
-        let pp: Vec<_> = SandboxPaypal::new(None)
+        let pp: Vec<_> = Sandbox::paypal(None)
             .supported_methods()
             .into_iter()
             .map(|m| (m.method.as_str(), m.currencies.len()))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aloft_payments::api::PaymentsApi;
 use aloft_payments::processor::ProcessorRegistry;
-use aloft_payments::processor::sandbox::{Ledger, SandboxCard, SandboxPaypal};
+use aloft_payments::processor::sandbox::{Ledger, Sandbox};
 use aloft_payments::store::{PaymentStore, PaymentTables};
 use aloft_shared::cursor::CursorCodec;
 use aloft_shared::http::{EventResponse, handle_event, sample_event};
@@ -69,8 +69,8 @@ impl Stack {
         PaymentsApi {
             store,
             processors: ProcessorRegistry::new(vec![
-                Arc::new(SandboxCard::new(ledger())),
-                Arc::new(SandboxPaypal::new(ledger())),
+                Arc::new(Sandbox::card(ledger())),
+                Arc::new(Sandbox::paypal(ledger())),
             ]),
             fingerprint_key: self.master.derive("card-fingerprint"),
             idempotency_key: self.master.derive("idempotency"),
