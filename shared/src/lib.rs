@@ -11,6 +11,7 @@ pub mod dynamo;
 pub mod extract;
 pub mod http;
 pub mod idempotency;
+pub mod keys;
 pub mod master_key;
 pub mod metrics;
 pub mod outbox;

@@ -16,9 +16,9 @@
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::cursor::{CursorCodec, CursorError, Page};
-use aloft_shared::dynamo::{StoreError, cancellation_codes, condition_failed_at, n, s};
+use aloft_shared::dynamo::{StoreError, n, s};
 use aloft_shared::idempotency::{IdempotencyStore, Lock};
-use aloft_shared::outbox::{Envelope, Outbox};
+use aloft_shared::outbox::{Envelope, Outbox, TransactError};
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
@@ -162,7 +162,7 @@ impl PaymentStore {
     fn user_exists(&self, user_id: &str) -> Result<TransactWriteItem, StoreError> {
         let check = ConditionCheck::builder()
             .table_name(&self.users_table)
-            .key("pk", s(aloft_users::store::user_pk(user_id)))
+            .key("pk", s(aloft_shared::keys::user_pk(user_id)))
             .condition_expression("attribute_exists(pk)")
             .build()
             .map_err(|e| StoreError::new("user check", e))?;
@@ -198,40 +198,37 @@ impl PaymentStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Runs a transaction. A failed condition on item `i` is `failed_condition(i)` when
-    /// that names what it means (the idempotency key taken, no such user); any other
-    /// failed condition, or a conflict with a concurrent transaction, means the payment
-    /// changed under us: re-read and decide again.
+    /// Runs a transaction through the outbox: `items`, then the records of `events`, as
+    /// one request. A failed condition on item `i` is `failed_condition(i)` when that
+    /// names what it means (the idempotency key taken, no such user); any other failed
+    /// condition, or a conflict with a concurrent transaction, means the payment changed
+    /// under us: re-read and decide again.
     async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
+        events: &[Envelope],
         failed_condition: impl Fn(usize) -> Option<PaymentStoreError>,
     ) -> Result<(), PaymentStoreError> {
-        let Err(e) = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        else {
+        let Err(e) = self.outbox.transact(items, events).await else {
             return Ok(());
         };
-        let Some(codes) = cancellation_codes(&e) else {
-            return Err(StoreError::from(e).into());
-        };
-        if let Some(meaning) = (0..codes.len())
-            .filter(|i| condition_failed_at(&codes, *i))
+        if let Some(meaning) = e
+            .failed_conditions()
+            .into_iter()
             .find_map(&failed_condition)
         {
             return Err(meaning);
         }
-        if codes
-            .iter()
-            .any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict")
-        {
-            return Err(PaymentStoreError::Changed);
+        match e {
+            TransactError::Cancelled { codes }
+                if codes
+                    .iter()
+                    .any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict") =>
+            {
+                Err(PaymentStoreError::Changed)
+            }
+            other => Err(StoreError::from(other).into()),
         }
-        Err(StoreError::from(e).into())
     }
 
     fn put_refund(
@@ -261,7 +258,7 @@ impl PaymentStore {
             self.user_exists(&payment.user_id)?,
             self.put_new_payment(payment)?,
         ];
-        self.transact(items, |i| match i {
+        self.transact(items, &[], |i| match i {
             0 => Some(PaymentStoreError::KeyTaken),
             1 => Some(PaymentStoreError::UnknownUser),
             _ => None,
@@ -293,18 +290,8 @@ impl PaymentStore {
         // idempotency answer is conditioned on still holding the key.
         let mut items = vec![self.transition(next, from, refundable)?];
         items.extend(complete);
-        if let Some(e) = event {
-            items.push(self.outbox.record(e)?);
-        }
-        match self.transact(items, |_| None).await {
-            Ok(()) => {
-                if let Some(e) = event {
-                    self.outbox.publish(std::slice::from_ref(e)).await;
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        let events: Vec<Envelope> = event.into_iter().cloned().collect();
+        self.transact(items, &events, |_| None).await
     }
 
     /// The payment with its refunds (one Query).
@@ -408,6 +395,7 @@ impl PaymentStore {
                 put,
                 TransactWriteItem::builder().update(reserve).build(),
             ],
+            &[],
             |i| (i == 0).then_some(PaymentStoreError::KeyTaken),
         )
         .await
@@ -456,13 +444,9 @@ impl PaymentStore {
                 TransactWriteItem::builder().update(update).build(),
                 refund_put,
                 self.idempotency.complete(lock, answer)?,
-                self.outbox.record(&event)?,
             ];
-            match self.transact(items, |_| None).await {
-                Ok(()) => {
-                    self.outbox.publish(&[event]).await;
-                    return Ok(next);
-                }
+            match self.transact(items, &[event], |_| None).await {
+                Ok(()) => return Ok(next),
                 Err(PaymentStoreError::Changed) => continue,
                 Err(e) => return Err(e),
             }
@@ -478,7 +462,8 @@ impl PaymentStore {
         complete: TransactWriteItem,
     ) -> Result<(), PaymentStoreError> {
         let refund_put = self.put_refund(refund, None)?;
-        self.transact(vec![refund_put, complete], |_| None).await
+        self.transact(vec![refund_put, complete], &[], |_| None)
+            .await
     }
 
     /// Records a refund the processor refused, and gives its amount back.
@@ -502,6 +487,7 @@ impl PaymentStore {
                 refund_put,
                 complete,
             ],
+            &[],
             |_| None,
         )
         .await

@@ -15,7 +15,6 @@ use aloft_shared::outbox::Outbox;
 
 pub struct Stack {
     pub sdk: aloft_shared::aws::SdkConfig,
-    pub queue_url: String,
     master: MasterKey,
 }
 
@@ -25,17 +24,8 @@ pub async fn stack() -> Stack {
         "AWS_ENDPOINT_URL is not set: run these with `make test` or `make bench`, which start the local stack"
     );
     let sdk = aloft_shared::aws::sdk_config().await;
-    let queue_url = aloft_shared::aws::sqs(&sdk)
-        .get_queue_url()
-        .queue_name("NotificationsQueue")
-        .send()
-        .await
-        .expect("the local stack's queue")
-        .queue_url
-        .unwrap_or_default();
     Stack {
         sdk,
-        queue_url,
         master: MasterKey::from_bytes(b"payments-sample-events-master-key-0123".to_vec()),
     }
 }
@@ -43,12 +33,7 @@ pub async fn stack() -> Stack {
 impl Stack {
     /// The payments API whose store talks through `client` (e.g. a counting one).
     pub fn api(&self, client: aws_sdk_dynamodb::Client) -> PaymentsApi {
-        let outbox = Outbox::new(
-            client.clone(),
-            aloft_shared::aws::sqs(&self.sdk),
-            "OutboxTable".into(),
-            self.queue_url.clone(),
-        );
+        let outbox = Outbox::new(client.clone(), "OutboxTable".into());
         let store = PaymentStore::new(
             client,
             PaymentTables {
@@ -79,12 +64,7 @@ impl Stack {
 
     /// A user created through the users function's own sample event; its id.
     pub async fn user(&self) -> String {
-        let outbox = Outbox::new(
-            aloft_shared::aws::dynamodb(&self.sdk),
-            aloft_shared::aws::sqs(&self.sdk),
-            "OutboxTable".into(),
-            self.queue_url.clone(),
-        );
+        let outbox = Outbox::new(aloft_shared::aws::dynamodb(&self.sdk), "OutboxTable".into());
         let users = aloft_users::store::UserStore::new(
             aloft_shared::aws::dynamodb(&self.sdk),
             "UsersTable".into(),
