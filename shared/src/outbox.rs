@@ -1,21 +1,23 @@
 //! The transactional outbox: every event is written in the same DynamoDB transaction as
-//! the change it announces, then handed to SQS after the commit and marked sent.
+//! the change it announces, and nothing else happens on the request path.
 //!
-//! A write that does not commit never notifies (its outbox record is rolled back with
-//! it); a write that commits is never lost (if SQS does not take the event now, its
-//! record keeps the sparse `pending` key and the relay re-sends it). Delivery is
-//! therefore at least once: consumers deduplicate by [`Envelope::id`].
+//! The outbox table has a DynamoDB stream (`NEW_IMAGE`). A relay function, fed by the
+//! stream's event-source mapping, sends each new record's envelope to the notifications
+//! queue (AWS's transactional-outbox pattern). A write that does not commit never
+//! notifies (its record is rolled back with it); a write that commits is never lost (the
+//! stream keeps the record for 24 h and the mapping retries the relay). Delivery is at
+//! least once: consumers deduplicate by [`Envelope::id`]. Records expire by TTL once the
+//! stream no longer needs them.
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, ConfigError};
-use crate::dynamo::{Item, StoreError, n, s};
+use crate::dynamo::{Item, StoreError, cancellation_codes, condition_failed_at};
 
-/// How long a sent event's record is kept (DynamoDB TTL cleans it up after that).
-const SENT_RETENTION_SECS: i64 = 7 * 24 * 3600;
-/// Value of the sparse `pending` index key for events SQS has not taken yet.
-pub const PENDING: &str = "pending";
+/// How long an outbox record is kept: past the stream's 24 h retention, then DynamoDB
+/// TTL removes it (a REMOVE the relay ignores).
+const RETENTION_SECS: i64 = 2 * 24 * 3600;
 
 /// The envelope every aloft notification travels in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,52 +42,105 @@ impl Envelope {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    dynamodb: aws_sdk_dynamodb::Client,
-    sqs: aws_sdk_sqs::Client,
-    table: String,
-    queue_url: String,
+/// An outbox record as the table (and so its stream) holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub occurred_at: String,
+    /// The envelope as JSON, exactly the message body the relay sends.
+    pub envelope: String,
+    pub expires_at: i64,
 }
 
-impl Outbox {
-    /// Reads `OUTBOX_TABLE` and `NOTIFICATIONS_QUEUE_URL`.
-    pub fn from_env(config: &crate::aws::SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Self::new(
-            crate::aws::dynamodb(config),
-            crate::aws::sqs(config),
-            config::required("OUTBOX_TABLE")?,
-            config::required("NOTIFICATIONS_QUEUE_URL")?,
-        ))
+impl OutboxRecord {
+    pub fn new(event: &Envelope) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            occurred_at: event.occurred_at.clone(),
+            envelope: serde_json::to_string(event)
+                .map_err(|e| StoreError::new("event envelope", e))?,
+            expires_at: crate::clock::now().unix_timestamp() + RETENTION_SECS,
+        })
+    }
+}
+
+/// A transaction that did not commit: either DynamoDB cancelled it (a condition failed
+/// or it conflicted with another transaction; `codes` has one entry per item, in request
+/// order, the change's items first and the outbox records after them), or the store
+/// failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactError {
+    #[error("transaction cancelled: {codes:?}")]
+    Cancelled { codes: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl TransactError {
+    /// Whether item `index` (of the items passed to [`Outbox::transact`]) failed its
+    /// condition.
+    pub fn condition_failed_at(&self, index: usize) -> bool {
+        matches!(self, Self::Cancelled { codes } if condition_failed_at(codes, index))
     }
 
-    pub fn new(
-        dynamodb: aws_sdk_dynamodb::Client,
-        sqs: aws_sdk_sqs::Client,
-        table: String,
-        queue_url: String,
-    ) -> Self {
-        Self {
-            dynamodb,
-            sqs,
-            table,
-            queue_url,
+    /// The indexes of the items whose condition failed.
+    pub fn failed_conditions(&self) -> Vec<usize> {
+        match self {
+            Self::Cancelled { codes } => (0..codes.len())
+                .filter(|i| condition_failed_at(codes, *i))
+                .collect(),
+            Self::Store(_) => Vec::new(),
         }
     }
 
-    /// The transaction item that records `event`; put it in the same
-    /// `TransactWriteItems` as the change.
+    /// Cancelled because another transaction touched the same items at the same time:
+    /// reading again and retrying may succeed.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Cancelled { codes } if codes.iter().any(|c| c == "TransactionConflict"))
+    }
+}
+
+impl From<TransactError> for StoreError {
+    fn from(e: TransactError) -> Self {
+        match e {
+            TransactError::Store(e) => e,
+            cancelled => StoreError(cancelled.to_string()),
+        }
+    }
+}
+
+impl From<TransactError> for crate::Problem {
+    fn from(e: TransactError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl Outbox {
+    /// Reads `OUTBOX_TABLE`.
+    pub fn from_env(config: &crate::aws::SdkConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            crate::aws::dynamodb(config),
+            config::required("OUTBOX_TABLE")?,
+        ))
+    }
+
+    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: String) -> Self {
+        Self { dynamodb, table }
+    }
+
+    /// The transaction item that records `event`. [`Outbox::transact`] adds these for
+    /// you; use this only to build a transaction by hand.
     pub fn record(&self, event: &Envelope) -> Result<TransactWriteItem, StoreError> {
-        let body =
-            serde_json::to_string(event).map_err(|e| StoreError::new("event envelope", e))?;
-        let item: Item = [
-            ("id".to_owned(), s(&event.id)),
-            ("type".to_owned(), s(&event.event_type)),
-            ("occurred_at".to_owned(), s(&event.occurred_at)),
-            ("envelope".to_owned(), s(body)),
-            ("pending".to_owned(), s(PENDING)),
-        ]
-        .into();
+        let item: Item = serde_dynamo::to_item(OutboxRecord::new(event)?)?;
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -95,47 +150,29 @@ impl Outbox {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Sends committed events to SQS and marks each sent. Failures are logged, not
-    /// returned: the change has committed, and the relay owns what is still pending.
-    pub async fn publish(&self, events: &[Envelope]) {
+    /// Commits `items` and the records of `events` as one DynamoDB transaction: one
+    /// request, and the events exist if and only if the change committed.
+    pub async fn transact(
+        &self,
+        mut items: Vec<TransactWriteItem>,
+        events: &[Envelope],
+    ) -> Result<(), TransactError> {
         for event in events {
-            if let Err(e) = self.publish_one(event).await {
-                tracing::warn!(event_id = %event.id, event_type = %event.event_type, error = %e, "event left pending for the relay");
-            }
+            items.push(self.record(event)?);
         }
-    }
-
-    #[tracing::instrument(skip_all, fields(event_id = %event.id, event_type = %event.event_type))]
-    async fn publish_one(&self, event: &Envelope) -> Result<(), StoreError> {
-        let body =
-            serde_json::to_string(event).map_err(|e| StoreError::new("event envelope", e))?;
-        self.sqs
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(body)
-            .message_attributes(
-                "type",
-                aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(&event.event_type)
-                    .build()
-                    .map_err(|e| StoreError::new("message attribute", e))?,
-            )
+        match self
+            .dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await
-            .map_err(|e| StoreError::new("sqs send", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-        let now = crate::clock::now();
-        self.dynamodb
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(&event.id))
-            .update_expression("SET sent_at = :now, expires_at = :exp REMOVE pending")
-            .condition_expression("attribute_exists(id)")
-            .expression_attribute_values(":now", s(crate::clock::rfc3339(now)))
-            .expression_attribute_values(":exp", n(now.unix_timestamp() + SENT_RETENTION_SECS))
-            .send()
-            .await?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match cancellation_codes(&e) {
+                Some(codes) => Err(TransactError::Cancelled { codes }),
+                None => Err(TransactError::Store(e.into())),
+            },
+        }
     }
 }
 
@@ -161,5 +198,31 @@ mod tests {
             e.id,
             Envelope::new("user.created", "aloft.users", ()).unwrap().id
         );
+    }
+
+    #[test]
+    fn a_record_carries_the_envelope_as_the_message_body() {
+        let e = Envelope::new("user.created", "aloft.users", serde_json::json!({"id": "u1"}))
+            .unwrap();
+        let record = OutboxRecord::new(&e).unwrap();
+        let back: Envelope = serde_json::from_str(&record.envelope).unwrap();
+        assert_eq!(back, e);
+        assert!(record.expires_at > crate::clock::now().unix_timestamp() + 24 * 3600);
+    }
+
+    #[test]
+    fn cancellation_reasons_name_the_failed_items() {
+        let e = TransactError::Cancelled {
+            codes: vec!["None".into(), "ConditionalCheckFailed".into(), "None".into()],
+        };
+        assert!(e.condition_failed_at(1));
+        assert!(!e.condition_failed_at(0));
+        assert!(!e.condition_failed_at(7));
+        assert_eq!(e.failed_conditions(), [1]);
+        assert!(!e.is_conflict());
+        let conflict = TransactError::Cancelled {
+            codes: vec!["TransactionConflict".into()],
+        };
+        assert!(conflict.is_conflict());
     }
 }
