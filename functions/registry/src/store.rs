@@ -15,7 +15,7 @@
 //! the `services` index.
 
 use aloft_shared::config::{self, ConfigError};
-use aloft_shared::dynamo::{StoreError, cancellation_codes, condition_failed_at, n, s};
+use aloft_shared::dynamo::{StoreError, n, s};
 use aloft_shared::outbox::{Envelope, Outbox};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
@@ -173,30 +173,21 @@ impl RegistryStore {
                     .map_err(|e| StoreError::new("put dependent", e))?;
                 items.push(TransactWriteItem::builder().put(edge).build());
             }
-            items.push(self.outbox.record(&event)?);
             Ok(items)
         };
-        let created = match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(build(true)?))
-            .send()
-            .await
-        {
-            Ok(_) => true,
-            Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
-                self.client
-                    .transact_write_items()
-                    .set_transact_items(Some(build(false)?))
-                    .send()
+        let events = [event];
+        match self.outbox.transact(build(true)?, &events).await {
+            Ok(()) => Ok(true),
+            // Registered already: the same writes without the "new" condition.
+            Err(e) if e.condition_failed_at(0) => {
+                self.outbox
+                    .transact(build(false)?, &events)
                     .await
                     .map_err(StoreError::from)?;
-                false
+                Ok(false)
             }
-            Err(e) => return Err(StoreError::from(e).into()),
-        };
-        self.outbox.publish(&[event]).await;
-        Ok(created)
+            Err(e) => Err(StoreError::from(e).into()),
+        }
     }
 
     /// Renews a live lease: one conditional UpdateItem. A lapsed or evicted lease is
@@ -281,22 +272,10 @@ impl RegistryStore {
         let items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             self.bump_revision(service, None)?,
-            self.outbox.record(&event)?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => {
-                self.outbox.publish(&[event]).await;
-                Ok(true)
-            }
-            Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
-                Ok(false)
-            }
+        match self.outbox.transact(items, &[event]).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.condition_failed_at(0) => Ok(false),
             Err(e) => Err(StoreError::from(e).into()),
         }
     }
@@ -453,22 +432,10 @@ impl RegistryStore {
         let items = vec![
             TransactWriteItem::builder().delete(delete).build(),
             self.bump_revision(service, None)?,
-            self.outbox.record(&event)?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => {
-                self.outbox.publish(&[event]).await;
-                Ok(true)
-            }
-            Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
-                Ok(false)
-            }
+        match self.outbox.transact(items, &[event]).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.condition_failed_at(0) => Ok(false),
             Err(e) => Err(StoreError::from(e).into()),
         }
     }
@@ -545,17 +512,9 @@ impl RegistryStore {
         if status != due.status {
             items.push(self.bump_revision(&due.service, None)?);
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
-                Ok(false)
-            }
+        match self.outbox.transact(items, &[]).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.condition_failed_at(0) => Ok(false),
             Err(e) => Err(StoreError::from(e).into()),
         }
     }
@@ -575,17 +534,11 @@ impl RegistryStore {
             .expression_attribute_values(":r", s(reason))
             .build()
             .map_err(|e| StoreError::new("record held back", e))?;
-        let items = vec![
-            TransactWriteItem::builder().update(update).build(),
-            self.outbox.record(&event)?,
-        ];
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
+        let items = vec![TransactWriteItem::builder().update(update).build()];
+        self.outbox
+            .transact(items, &[event])
             .await
             .map_err(StoreError::from)?;
-        self.outbox.publish(&[event]).await;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! The registry store against real DynamoDB and SQS (the local stack's endpoint), each
-//! test in tables and a queue of its own.
+//! The registry store against real DynamoDB (the local stack's endpoint), each test in
+//! tables of its own.
 
 mod common;
 
@@ -22,26 +22,23 @@ fn instance(service: &str, id: &str, ttl_seconds: u32, now_ms: i64) -> Instance 
     )
 }
 
+/// The types of the events the store committed to the test's own outbox table, oldest
+/// first (the relay that forwards them has its own tests).
 async fn event_types(f: &Fixture) -> Vec<String> {
-    let mut types = Vec::new();
-    loop {
-        let out = f
-            .sqs
-            .receive_message()
-            .queue_url(&f.queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        let msgs = out.messages.unwrap_or_default();
-        if msgs.is_empty() {
-            return types;
-        }
-        for m in msgs {
-            let v: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            types.push(v["type"].as_str().unwrap().to_owned());
-        }
-    }
+    let sdk = aloft_shared::aws::sdk_config().await;
+    let items = aloft_shared::aws::dynamodb(&sdk)
+        .scan()
+        .table_name(&f.outbox_table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let mut records: Vec<aloft_shared::outbox::OutboxRecord> =
+        serde_dynamo::from_items(items).unwrap();
+    records.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
+    records.into_iter().map(|r| r.event_type).collect()
 }
 
 #[tokio::test]

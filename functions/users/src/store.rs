@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::cursor::{CursorCodec, Page};
-use aloft_shared::dynamo::{Item, StoreError, cancellation_codes, condition_failed_at, n, s};
+use aloft_shared::dynamo::{Item, StoreError, n, s};
 use aloft_shared::outbox::{Envelope, Outbox};
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
@@ -118,25 +118,14 @@ impl UserStore {
             self.put_user(user, "attribute_not_exists(pk)", None)?,
             self.put_claim(user)?,
             self.put_audit(user, AuditAction::Created, actor, user.creation_changes())?,
-            self.outbox.record(&event)?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 1)) {
-                    return Err(UserError::EmailTaken(user.email.as_str().to_owned()));
-                }
-                return Err(StoreError::from(e).into());
+        match self.outbox.transact(items, &[event]).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.condition_failed_at(1) => {
+                Err(UserError::EmailTaken(user.email.as_str().to_owned()))
             }
+            Err(e) => Err(StoreError::from(e).into()),
         }
-        self.outbox.publish(&[event]).await;
-        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %id))]
@@ -171,33 +160,22 @@ impl UserStore {
         let mut items = vec![
             self.put_user(next, "version = :expected", Some(current.version))?,
             self.put_audit(next, AuditAction::Updated, actor, changes)?,
-            self.outbox.record(&event)?,
         ];
         let reclaims = current.email_key_changes(next);
         if reclaims {
             items.push(self.put_claim(next)?);
             items.push(self.delete_claim(current)?);
         }
-        if let Err(e) = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            let Some(codes) = cancellation_codes(&e) else {
-                return Err(StoreError::from(e).into());
-            };
-            if condition_failed_at(&codes, 0) {
-                return Err(self.stale_or_gone(&current.id, current.version).await);
+        match self.outbox.transact(items, &[event]).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.condition_failed_at(0) => {
+                Err(self.stale_or_gone(&current.id, current.version).await)
             }
-            if reclaims && condition_failed_at(&codes, 3) {
-                return Err(UserError::EmailTaken(next.email.as_str().to_owned()));
+            Err(e) if reclaims && e.condition_failed_at(2) => {
+                Err(UserError::EmailTaken(next.email.as_str().to_owned()))
             }
-            return Err(StoreError::from(e).into());
+            Err(e) => Err(StoreError::from(e).into()),
         }
-        self.outbox.publish(&[event]).await;
-        Ok(())
     }
 
     /// Deletes the user and frees its email; the audit trail stays.
@@ -233,22 +211,10 @@ impl UserStore {
                     actor,
                     current.deletion_changes(),
                 )?,
-                self.outbox.record(&event)?,
             ];
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-            {
-                Ok(_) => {
-                    self.outbox.publish(&[event]).await;
-                    return Ok(());
-                }
-                Err(e) if cancellation_codes(&e).is_some_and(|c| condition_failed_at(&c, 0)) => {
-                    continue;
-                }
+            match self.outbox.transact(items, &[event]).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.condition_failed_at(0) => continue,
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }

@@ -16,19 +16,7 @@ async fn store() -> UserStore {
         "AWS_ENDPOINT_URL is not set: run these tests with `make test`, which starts the local stack"
     );
     let sdk = aloft_shared::aws::sdk_config().await;
-    let sqs = aloft_shared::aws::sqs(&sdk);
-    let queue = sqs
-        .get_queue_url()
-        .queue_name("NotificationsQueue")
-        .send()
-        .await
-        .expect("local stack queue");
-    let outbox = Outbox::new(
-        aloft_shared::aws::dynamodb(&sdk),
-        sqs,
-        "OutboxTable".into(),
-        queue.queue_url().unwrap_or_default().to_owned(),
-    );
+    let outbox = Outbox::new(aloft_shared::aws::dynamodb(&sdk), "OutboxTable".into());
     let cursors = CursorCodec::new(&MasterKey::from_bytes(
         b"sample-events-test-master-key-0123456789".to_vec(),
     ));

@@ -1,4 +1,4 @@
-//! A registry store in tables and a queue of the test's own, on the local stack's endpoint.
+//! A registry store in tables of the test's own, on the local stack's endpoint.
 #![allow(dead_code)]
 
 use aloft_registry::store::RegistryStore;
@@ -40,21 +40,14 @@ fn gsi(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
 
 pub struct Fixture {
     pub store: RegistryStore,
-    pub sqs: aws_sdk_sqs::Client,
-    pub queue_url: String,
     pub table: String,
     pub outbox_table: String,
 }
 
 impl Fixture {
-    /// The same tables and queue, through another DynamoDB client (e.g. a counting one).
+    /// The same tables, through another DynamoDB client (e.g. a counting one).
     pub fn store_with(&self, ddb: aws_sdk_dynamodb::Client) -> RegistryStore {
-        let outbox = Outbox::new(
-            ddb.clone(),
-            self.sqs.clone(),
-            self.outbox_table.clone(),
-            self.queue_url.clone(),
-        );
+        let outbox = Outbox::new(ddb.clone(), self.outbox_table.clone());
         RegistryStore::new(ddb, self.table.clone(), outbox)
     }
 }
@@ -81,7 +74,6 @@ pub async fn fixture() -> Fixture {
     );
     let sdk = aloft_shared::aws::sdk_config().await;
     let ddb = aloft_shared::aws::dynamodb(&sdk);
-    let sqs = aloft_shared::aws::sqs(&sdk);
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let table = format!("registry-test-{suffix}");
     ddb.create_table()
@@ -112,24 +104,9 @@ pub async fn fixture() -> Fixture {
         .send()
         .await
         .expect("create outbox table");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("registry-test-{suffix}"))
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url
-        .unwrap();
-    let outbox = Outbox::new(
-        ddb.clone(),
-        sqs.clone(),
-        outbox_table.clone(),
-        queue_url.clone(),
-    );
+    let outbox = Outbox::new(ddb.clone(), outbox_table.clone());
     Fixture {
         store: RegistryStore::new(ddb, table.clone(), outbox),
-        sqs,
-        queue_url,
         table,
         outbox_table,
     }
