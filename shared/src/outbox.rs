@@ -202,8 +202,12 @@ mod tests {
 
     #[test]
     fn a_record_carries_the_envelope_as_the_message_body() {
-        let e = Envelope::new("user.created", "aloft.users", serde_json::json!({"id": "u1"}))
-            .unwrap();
+        let e = Envelope::new(
+            "user.created",
+            "aloft.users",
+            serde_json::json!({"id": "u1"}),
+        )
+        .unwrap();
         let record = OutboxRecord::new(&e).unwrap();
         let back: Envelope = serde_json::from_str(&record.envelope).unwrap();
         assert_eq!(back, e);
@@ -213,7 +217,11 @@ mod tests {
     #[test]
     fn cancellation_reasons_name_the_failed_items() {
         let e = TransactError::Cancelled {
-            codes: vec!["None".into(), "ConditionalCheckFailed".into(), "None".into()],
+            codes: vec![
+                "None".into(),
+                "ConditionalCheckFailed".into(),
+                "None".into(),
+            ],
         };
         assert!(e.condition_failed_at(1));
         assert!(!e.condition_failed_at(0));
