@@ -1,7 +1,7 @@
 //! What every end-to-end test needs: the running local stack (started by
 //! `local/scripts/stack.sh test`, which `make test` uses), an HTTP client with the admin
-//! key, and direct access to the stack's DynamoDB and SQS to check what was (not)
-//! written and what was announced.
+//! key, direct access to the stack's DynamoDB and SQS to check what was (not) written,
+//! and a webhook subscription per test process that receives every event announced.
 //!
 //! Without the stack these tests fail loudly; they never pass vacuously.
 
@@ -10,6 +10,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
+
+pub mod webhooks;
 
 pub use serde_json;
 
@@ -44,7 +46,7 @@ impl Stack {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await;
-        Self {
+        let stack = Self {
             url,
             admin_key,
             http: reqwest::Client::builder()
@@ -54,7 +56,10 @@ impl Stack {
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             authorizer_ttl: Duration::from_secs(ttl),
-        }
+        };
+        // Subscribe before the test writes anything, so none of its events is missed.
+        stack.collector().await;
+        stack
     }
 
     /// A request with no credentials at all.
@@ -112,91 +117,97 @@ impl Stack {
             .expect("queue url")
     }
 
-    /// Every event envelope on the notifications queue that `wanted` picks, waiting
-    /// until none has arrived for `quiet`.
-    ///
-    /// One thread per test process drains the queue (receive, then delete) into a log
-    /// that every test reads: a message is seen once, by all, and no test has to page
-    /// past the others' messages (handing them back would make the queue's order decide
-    /// what a test sees in time).
+    /// Every event envelope delivered to this test process's webhook subscription that
+    /// `wanted` picks: waits until at least one has arrived (up to a minute: events
+    /// travel outbox stream → relay → queue → fan-out → delivery), then until none has
+    /// arrived for `quiet`. Deliveries are deduplicated by `webhook-id`, as a receiver
+    /// must (delivery is at least once).
     pub async fn collect_events(
         &self,
         wanted: impl Fn(&Value) -> bool,
         quiet: Duration,
     ) -> Vec<Value> {
-        let log = event_log(self.queue_url("NotificationsQueue").await);
-        let mut seen = 0;
+        self.collect_at_least(wanted, 1, quiet).await
+    }
+
+    /// Like [`Stack::collect_events`], waiting for `count` matching events first.
+    pub async fn collect_at_least(
+        &self,
+        wanted: impl Fn(&Value) -> bool,
+        count: usize,
+        quiet: Duration,
+    ) -> Vec<Value> {
+        let collector = self.collector().await;
+        let matching = || -> Vec<Value> {
+            let mut seen = std::collections::HashSet::new();
+            collector
+                .receiver
+                .deliveries()
+                .into_iter()
+                .filter(|d| seen.insert(d.webhook_id.clone()))
+                .map(|d| d.envelope())
+                .filter(|e| wanted(e))
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while matching().len() < count && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut seen = matching().len();
         let mut last_change = std::time::Instant::now();
         loop {
-            let count = log.lock().unwrap().iter().filter(|e| wanted(e)).count();
-            if count != seen {
-                seen = count;
+            let now = matching().len();
+            if now != seen {
+                seen = now;
                 last_change = std::time::Instant::now();
             }
             if last_change.elapsed() >= quiet {
-                return log
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|e| wanted(e))
-                    .cloned()
-                    .collect();
+                return matching();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
 
-type EventLog = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
-
-/// The process-wide log of drained events, started on first use.
-fn event_log(queue_url: String) -> EventLog {
-    static LOG: std::sync::OnceLock<EventLog> = std::sync::OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = EventLog::default();
-        let sink = log.clone();
-        // Its own runtime: each #[tokio::test] has one that ends with the test.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("drain runtime");
-            rt.block_on(drain(queue_url, sink));
-        });
-        log
-    })
-    .clone()
-}
-
-async fn drain(queue_url: String, log: EventLog) {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    loop {
-        let Ok(out) = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-        else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        };
-        for m in out.messages.unwrap_or_default() {
-            let body: Value =
-                serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
-            log.lock().unwrap().push(body);
-            let _ = sqs
-                .delete_message()
-                .queue_url(&queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
+    /// This process's event collector: a webhook receiver on loopback subscribed to
+    /// every event type. Set up by [`Stack::connect`], before the test writes anything.
+    pub async fn collector(&self) -> &'static Collector {
+        COLLECTOR
+            .get_or_init(|| async {
+                let receiver = webhooks::Receiver::start();
+                // Subscriptions of earlier test processes point at receivers that are
+                // gone; remove them so deliveries don't pile up against dead ports.
+                let (status, list) = send(self.admin(Method::GET, "/webhooks?limit=100")).await;
+                assert_eq!(status, StatusCode::OK, "{list}");
+                for w in list["items"].as_array().cloned().unwrap_or_default() {
+                    if w["description"] == COLLECTOR_DESCRIPTION {
+                        let id = w["id"].as_str().unwrap_or_default();
+                        send(self.admin(Method::DELETE, &format!("/webhooks/{id}"))).await;
+                    }
+                }
+                let (status, sub) = send(self.admin(Method::POST, "/webhooks").json(&json!({
+                    "url": receiver.url,
+                    "event_types": ["*"],
+                    "description": COLLECTOR_DESCRIPTION,
+                })))
                 .await;
-        }
+                assert_eq!(status, StatusCode::CREATED, "{sub}");
+                Collector {
+                    receiver,
+                    secret: sub["secret"].as_str().expect("secret").to_owned(),
+                }
+            })
+            .await
     }
+}
+
+const COLLECTOR_DESCRIPTION: &str = "aloft-e2e event collector";
+static COLLECTOR: tokio::sync::OnceCell<Collector> = tokio::sync::OnceCell::const_new();
+
+/// The process-wide subscriber every test reads events from.
+pub struct Collector {
+    pub receiver: webhooks::Receiver,
+    /// The subscription's signing secret: every delivery must verify with it.
+    pub secret: String,
 }
 
 /// Sends and returns the status and the JSON body (`Null` when there is none).
