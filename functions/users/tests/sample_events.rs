@@ -11,17 +11,23 @@ use aloft_users::{api, store::UserStore};
 use http::StatusCode;
 
 async fn store() -> UserStore {
+    store_counting(&aloft_shared::dynamo::RequestCounter::default()).await
+}
+
+/// The store with every DynamoDB request it sends counted by `counter`.
+async fn store_counting(counter: &aloft_shared::dynamo::RequestCounter) -> UserStore {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: run these tests with `make test`, which starts the local stack"
     );
     let sdk = aloft_shared::aws::sdk_config().await;
-    let outbox = Outbox::new(aloft_shared::aws::dynamodb(&sdk), "OutboxTable".into());
+    let ddb = counter.client(&sdk);
+    let outbox = Outbox::new(ddb.clone(), "OutboxTable".into());
     let cursors = CursorCodec::new(&MasterKey::from_bytes(
         b"sample-events-test-master-key-0123456789".to_vec(),
     ));
     UserStore::new(
-        aloft_shared::aws::dynamodb(&sdk),
+        ddb,
         "UsersTable".into(),
         "AuditTable".into(),
         outbox,
@@ -105,4 +111,38 @@ async fn event_without_authorizer_context_is_refused() {
     })
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// The outbox rides DynamoDB Streams: a create, an update and a delete are each exactly
+/// one request (the transaction carrying the event), with nothing sent to SQS and no
+/// record marked sent on the request path.
+#[tokio::test]
+async fn each_write_is_one_transaction_and_nothing_else() {
+    let counter = aloft_shared::dynamo::RequestCounter::default();
+    let router = api::router(store_counting(&counter).await);
+    let email = format!("one-request-{}@example.com", uuid::Uuid::new_v4());
+    let create = aloft_shared::http::sample_event("users-create.json", |e| {
+        e["body"] = serde_json::json!({"email": email, "name": "Ada", "role": "member"})
+            .to_string()
+            .into();
+    });
+    let r = aloft_shared::http::handle_event(router.clone(), &create).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        counter.take(),
+        [("TransactWriteItems".to_owned(), 1)].into(),
+        "a create is one transaction"
+    );
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let delete = aloft_shared::http::sample_event("users-delete.json", |e| {
+        e["rawPath"] = format!("/users/{id}").into();
+        e["pathParameters"]["id"] = id.clone().into();
+    });
+    let r = aloft_shared::http::handle_event(router, &delete).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    // A delete reads the user it removes, then writes once.
+    assert_eq!(
+        counter.take(),
+        [("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1)].into()
+    );
 }
