@@ -237,6 +237,13 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// Now as RFC 3339 UTC, the way the API writes times.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("now formats as RFC 3339")
+}
+
 pub fn unique_email() -> String {
     format!("{}@example.com", unique("e2e-"))
 }

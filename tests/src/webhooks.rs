@@ -118,6 +118,11 @@ impl Receiver {
         self.inner.lock().unwrap().script.extend(answers);
     }
 
+    /// Drops the answers not given yet: 204 from now on.
+    pub fn clear_script(&self) {
+        self.inner.lock().unwrap().script.clear();
+    }
+
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.inner.lock().unwrap().deliveries.clone()
     }
