@@ -1,0 +1,408 @@
+//! The webhooks HTTP API: an axum `Router` behind API Gateway.
+
+use aloft_shared::auth::{Authorized, scope};
+use aloft_shared::cursor::{Page, PageQuery, parse_limit};
+use aloft_shared::extract::{ApiJson, ApiQuery};
+use aloft_shared::master_key::DerivedKey;
+use aloft_shared::outbox::Envelope;
+use aloft_shared::{FieldError, Problem, clock};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::domain::{
+    Attempt, CreateWebhookRequest, DeliveriesQuery, Delivery, DeliveryStatus, EVENT_SOURCE,
+    EventTypeFilter, NewSubscription, ROTATION_OVERLAP_SECS, ReplayRequest, Subscription,
+    SubscriptionPatch, TEST_EVENT, UpdateWebhookRequest, WebhookError, unix_to_rfc3339,
+};
+use crate::fanout::plan_first;
+use crate::queue::DeliveryQueue;
+use crate::settings::Settings;
+use crate::signing::SigningSecret;
+use crate::store::{StoredDelivery, WebhookStore};
+
+/// Deliveries one replay call re-queues at most; `next_since` continues from there.
+pub const MAX_REPLAY: usize = 200;
+
+/// What the handlers share, built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    pub store: WebhookStore,
+    pub queue: DeliveryQueue,
+    pub signing_key: DerivedKey,
+    pub settings: Settings,
+}
+
+pub fn router(state: Webhooks) -> Router {
+    Router::new()
+        .route("/webhooks", get(list).post(create))
+        .route("/webhooks/{id}", get(fetch).patch(update).delete(remove))
+        .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
+        .route("/webhooks/{id}/test", post(send_test))
+        .route("/webhooks/{id}/deliveries", get(deliveries))
+        .route("/webhooks/{id}/deliveries/{delivery_id}", get(delivery))
+        .route("/webhooks/{id}/deliveries/{delivery_id}/retry", post(retry))
+        .route("/webhooks/{id}/replay", post(replay))
+        .with_state(state)
+}
+
+/// A subscription as shown: never its secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubscriptionView {
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<EventTypeFilter>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<String>,
+    pub previous_secret_expires_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Subscription> for SubscriptionView {
+    fn from(s: Subscription) -> Self {
+        Self {
+            id: s.id,
+            url: s.url.into(),
+            event_types: s.event_types,
+            description: s.description,
+            enabled: s.enabled,
+            disabled_reason: s.disabled_reason,
+            failing_since: s.failing_since,
+            previous_secret_expires_at: s.previous_expires_at,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// The answer to a create or a rotation: the only time the secret is shown.
+#[derive(Debug, Serialize)]
+struct WithSecret {
+    #[serde(flatten)]
+    webhook: SubscriptionView,
+    secret: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    pub next_attempt_at: Option<String>,
+    pub attempts: Vec<Attempt>,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id,
+            webhook_id: d.subscription_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            next_attempt_at: d.next_attempt_at,
+            attempts: d.attempts,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ReplayView {
+    replayed: usize,
+    /// Deliveries left alone because an attempt is already pending.
+    pending: usize,
+    /// Call again with this `since` to replay the rest; `null` when done.
+    next_since: Option<String>,
+}
+
+impl Webhooks {
+    fn secret(&self, sub: &Subscription) -> String {
+        SigningSecret::derive(&self.signing_key, &sub.id, sub.secret_generation).expose()
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Subscription, WebhookError> {
+        self.store
+            .get_subscription(id)
+            .await?
+            .ok_or_else(|| WebhookError::NotFound(id.to_owned()))
+    }
+
+    async fn delivery_of(
+        &self,
+        id: &str,
+        delivery_id: &str,
+    ) -> Result<StoredDelivery, WebhookError> {
+        match self.store.get_delivery(delivery_id).await? {
+            Some(d) if d.delivery.subscription_id == id => Ok(d),
+            _ => Err(WebhookError::DeliveryNotFound(delivery_id.to_owned())),
+        }
+    }
+
+    /// Starts a new run of the schedule for `stored` and queues its first attempt.
+    async fn restart(&self, mut stored: StoredDelivery) -> Result<Delivery, WebhookError> {
+        let now = clock::now();
+        let read_version = stored.delivery.version;
+        stored.delivery.restart(&clock::rfc3339(now))?;
+        let plan = plan_first(stored, &self.settings, now.unix_timestamp());
+        if !self
+            .store
+            .save_delivery(
+                &plan.delivery,
+                read_version,
+                Some(plan.due_at_ms),
+                now.unix_timestamp(),
+            )
+            .await?
+        {
+            return Err(WebhookError::DeliveryInProgress(plan.delivery.delivery.id));
+        }
+        self.queue.send(plan.queued.as_slice()).await;
+        Ok(plan.delivery.delivery)
+    }
+}
+
+async fn create(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    ApiJson(req): ApiJson<CreateWebhookRequest>,
+) -> Result<Response, WebhookError> {
+    let new = NewSubscription::parse(&req, app.settings.policy).map_err(WebhookError::Invalid)?;
+    let sub = Subscription::create(
+        uuid::Uuid::new_v4().to_string(),
+        new,
+        &clock::rfc3339(clock::now()),
+    );
+    app.store.create_subscription(&sub).await?;
+    let secret = app.secret(&sub);
+    let location = format!("/webhooks/{}", sub.id);
+    let body = WithSecret {
+        webhook: sub.into(),
+        secret,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksRead>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Page<SubscriptionView>>, WebhookError> {
+    let limit = parse_limit(q.limit.as_deref()).map_err(|e| WebhookError::Invalid(vec![e]))?;
+    let page = app
+        .store
+        .list_subscriptions(limit, q.cursor.as_deref())
+        .await?;
+    Ok(Json(page.map(SubscriptionView::from)))
+}
+
+async fn fetch(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksRead>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriptionView>, WebhookError> {
+    Ok(Json(app.subscription(&id).await?.into()))
+}
+
+async fn update(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateWebhookRequest>,
+) -> Result<Json<SubscriptionView>, WebhookError> {
+    let patch =
+        SubscriptionPatch::parse(&req, app.settings.policy).map_err(WebhookError::Invalid)?;
+    let sub = app
+        .store
+        .update_subscription(&id, &patch, &clock::rfc3339(clock::now()))
+        .await?
+        .ok_or(WebhookError::NotFound(id))?;
+    Ok(Json(sub.into()))
+}
+
+async fn remove(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebhookError> {
+    if !app.store.delete_subscription(&id).await? {
+        return Err(WebhookError::NotFound(id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_secret(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, WebhookError> {
+    let now = clock::now();
+    let expires = unix_to_rfc3339(now.unix_timestamp() + ROTATION_OVERLAP_SECS);
+    let sub = app
+        .store
+        .rotate_secret(&id, &clock::rfc3339(now), &expires)
+        .await?
+        .ok_or(WebhookError::NotFound(id))?;
+    Ok(Json(serde_json::json!({
+        "secret": app.secret(&sub),
+        "previous_secret_expires_at": sub.previous_expires_at,
+    })))
+}
+
+async fn send_test(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeliveryView>), WebhookError> {
+    let sub = app.subscription(&id).await?;
+    if !sub.enabled {
+        return Err(WebhookError::Disabled(id));
+    }
+    let event = Envelope::new(
+        TEST_EVENT,
+        EVENT_SOURCE,
+        serde_json::json!({"webhook_id": sub.id}),
+    )?;
+    let payload = serde_json::to_string(&event)
+        .map_err(|e| aloft_shared::dynamo::StoreError::new("envelope", e))?;
+    let now = clock::now();
+    let delivery = Delivery::new(&event.id, &event.event_type, &sub.id, &clock::rfc3339(now));
+    let plan = plan_first(
+        StoredDelivery { delivery, payload },
+        &app.settings,
+        now.unix_timestamp(),
+    );
+    app.store
+        .put_new_delivery(&plan.delivery, plan.due_at_ms, now.unix_timestamp())
+        .await?;
+    app.queue.send(plan.queued.as_slice()).await;
+    Ok((StatusCode::ACCEPTED, Json(plan.delivery.delivery.into())))
+}
+
+async fn deliveries(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksRead>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
+) -> Result<Json<Page<DeliveryView>>, WebhookError> {
+    let status = q.status.as_deref().map(DeliveryStatus::parse).transpose();
+    let limit = parse_limit(q.limit.as_deref());
+    let (status, limit) = match (status, limit) {
+        (Ok(s), Ok(l)) => (s, l),
+        (s, l) => {
+            let errors: Vec<FieldError> = s.err().into_iter().chain(l.err()).collect();
+            return Err(WebhookError::Invalid(errors));
+        }
+    };
+    app.subscription(&id).await?;
+    let page = app
+        .store
+        .list_deliveries(&id, status, limit, q.cursor.as_deref())
+        .await?;
+    Ok(Json(page.map(DeliveryView::from)))
+}
+
+async fn delivery(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksRead>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Json<DeliveryView>, WebhookError> {
+    Ok(Json(
+        app.delivery_of(&id, &delivery_id).await?.delivery.into(),
+    ))
+}
+
+async fn retry(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<DeliveryView>), WebhookError> {
+    let sub = app.subscription(&id).await?;
+    if !sub.enabled {
+        return Err(WebhookError::Disabled(id));
+    }
+    let stored = app.delivery_of(&id, &delivery_id).await?;
+    let delivery = app.restart(stored).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery.into())))
+}
+
+async fn replay(
+    State(app): State<Webhooks>,
+    _auth: Authorized<scope::WebhooksWrite>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> Result<(StatusCode, Json<ReplayView>), WebhookError> {
+    let since = req.parse().map_err(WebhookError::Invalid)?;
+    let sub = app.subscription(&id).await?;
+    if !sub.enabled {
+        return Err(WebhookError::Disabled(id));
+    }
+    let found = app
+        .store
+        .deliveries_since(&id, &since, MAX_REPLAY + 1)
+        .await?;
+    let next_since = found.get(MAX_REPLAY).map(|d| d.delivery.created_at.clone());
+    let (mut replayed, mut pending) = (0, 0);
+    for stored in found.into_iter().take(MAX_REPLAY) {
+        match app.restart(stored).await {
+            Ok(_) => replayed += 1,
+            Err(WebhookError::DeliveryInProgress(_)) => pending += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    let view = ReplayView {
+        replayed,
+        pending,
+        next_since,
+    };
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+impl IntoResponse for WebhookError {
+    fn into_response(self) -> Response {
+        let problem = match self {
+            WebhookError::Invalid(errors) => Problem::validation(errors),
+            e @ WebhookError::NotFound(_) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "webhook-not-found",
+                "Webhook not found",
+            )
+            .detail(e.to_string()),
+            e @ WebhookError::DeliveryNotFound(_) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "delivery-not-found",
+                "Delivery not found",
+            )
+            .detail(e.to_string()),
+            e @ WebhookError::DeliveryInProgress(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "delivery-in-progress",
+                "Delivery in progress",
+            )
+            .detail(e.to_string()),
+            e @ WebhookError::Disabled(_) => {
+                Problem::new(StatusCode::CONFLICT, "webhook-disabled", "Webhook disabled")
+                    .detail(e.to_string())
+            }
+            WebhookError::InvalidCursor(e) => e.into(),
+            WebhookError::Store(e) => e.into(),
+        };
+        problem.into_response()
+    }
+}

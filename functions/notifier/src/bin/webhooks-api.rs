@@ -1,0 +1,19 @@
+//! The webhooks HTTP API function.
+
+use aloft_notifier::api::{self, Webhooks};
+use aloft_notifier::{queue::DeliveryQueue, settings::Settings, signing, store::WebhookStore};
+use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let sdk = aws::sdk_config().await;
+    let master = MasterKey::from_env(&sdk).await?;
+    let state = Webhooks {
+        store: WebhookStore::from_env(&sdk, CursorCodec::new(&master))?,
+        queue: DeliveryQueue::from_env(&sdk)?,
+        signing_key: master.derive(signing::KEY_PURPOSE),
+        settings: Settings::from_env()?,
+    };
+    http::serve(api::router(state)).await
+}

@@ -1,0 +1,410 @@
+//! Which addresses a webhook may be sent to (SSRF), free of I/O.
+//!
+//! A webhook URL is chosen by whoever holds a `webhooks:write` key, and the delivery
+//! worker POSTs to it from inside our network: without these rules it could reach the
+//! instance metadata service, loopback admin ports or private services. Literal
+//! addresses are refused when a subscription is registered ([`WebhookUrl::parse`]); names
+//! are resolved and checked again inside the HTTP client at every delivery
+//! (`sender::GuardedResolver`), because DNS can change after registration.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+pub const MAX_URL_CHARS: usize = 2048;
+
+/// How strict the address rules are. `allow_private` is for local development and
+/// tests only (`WEBHOOK_ALLOW_PRIVATE_URLS`): it allows `http` and loopback/private
+/// addresses. Link-local and metadata addresses stay refused in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UrlPolicy {
+    pub allow_private: bool,
+}
+
+impl UrlPolicy {
+    pub const STRICT: Self = Self {
+        allow_private: false,
+    };
+    pub const LOCAL: Self = Self {
+        allow_private: true,
+    };
+}
+
+/// Why an address is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 169.254.0.0/16, fe80::/10: never a webhook receiver, and where metadata lives.
+    LinkLocal,
+    /// 169.254.169.254, fd00:ec2::254: the cloud instance metadata service.
+    Metadata,
+    Unspecified,
+    Multicast,
+    /// Broadcast and the reserved 240.0.0.0/4.
+    Reserved,
+    Loopback,
+    /// 10/8, 172.16/12, 192.168/16, 100.64/10 (shared), 192.0.0/24, 198.18/15, fc00::/7.
+    Private,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::LinkLocal => "a link-local address",
+            Refusal::Metadata => "the instance metadata address",
+            Refusal::Unspecified => "an unspecified address",
+            Refusal::Multicast => "a multicast address",
+            Refusal::Reserved => "a reserved or broadcast address",
+            Refusal::Loopback => "a loopback address",
+            Refusal::Private => "a private address",
+        })
+    }
+}
+
+impl Refusal {
+    /// Refused whatever the policy.
+    fn always(self) -> bool {
+        !matches!(self, Refusal::Loopback | Refusal::Private)
+    }
+}
+
+/// Whether `ip` may receive a webhook under `policy`.
+pub fn check_ip(ip: IpAddr, policy: UrlPolicy) -> Result<(), Refusal> {
+    match classify(ip) {
+        None => Ok(()),
+        Some(r) if r.always() || !policy.allow_private => Err(r),
+        Some(_) => Ok(()),
+    }
+}
+
+/// What is special about `ip`, if anything. IPv6 forms that carry an IPv4 address
+/// (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4
+/// `2002::/16`) are judged by the IPv4 address they reach.
+pub fn classify(ip: IpAddr) -> Option<Refusal> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => classify_v4(v4),
+            None => classify_v6(v6),
+        },
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<Refusal> {
+    let [a, b, c, _] = ip.octets();
+    if ip == Ipv4Addr::new(169, 254, 169, 254) {
+        Some(Refusal::Metadata)
+    } else if a == 169 && b == 254 {
+        Some(Refusal::LinkLocal)
+    } else if a == 0 {
+        // 0.0.0.0/8 "this network": 0.0.0.0 reaches loopback on Linux.
+        Some(Refusal::Unspecified)
+    } else if a == 127 {
+        Some(Refusal::Loopback)
+    } else if (224..=239).contains(&a) {
+        Some(Refusal::Multicast)
+    } else if a >= 240 {
+        Some(Refusal::Reserved)
+    } else if a == 10
+        || (a == 172 && (16..=31).contains(&b))
+        || (a == 192 && b == 168)
+        || (a == 100 && (64..=127).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+    {
+        Some(Refusal::Private)
+    } else {
+        None
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
+    let seg = ip.segments();
+    if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
+        Some(Refusal::Metadata)
+    } else if ip.is_unspecified() {
+        Some(Refusal::Unspecified)
+    } else if ip.is_loopback() {
+        Some(Refusal::Loopback)
+    } else if seg[0] & 0xffc0 == 0xfe80 {
+        Some(Refusal::LinkLocal)
+    } else if seg[0] & 0xff00 == 0xff00 {
+        Some(Refusal::Multicast)
+    } else if seg[0] & 0xfe00 == 0xfc00 || seg[0] & 0xffc0 == 0xfec0 {
+        // Unique-local fc00::/7, and the deprecated site-local fec0::/10.
+        Some(Refusal::Private)
+    } else {
+        None
+    }
+}
+
+/// The IPv4 address an IPv6 address carries, for the forms that route to one.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let seg = ip.segments();
+    let o = ip.octets();
+    let last32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    // IPv4-compatible ::a.b.c.d (deprecated, but some stacks still route it); `::` and
+    // `::1` are IPv6's own unspecified and loopback.
+    if seg[..6].iter().all(|s| *s == 0) && !ip.is_unspecified() && !ip.is_loopback() {
+        return Some(last32);
+    }
+    // NAT64 well-known prefix 64:ff9b::/96.
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
+        return Some(last32);
+    }
+    // 6to4 2002:AABB:CCDD::/48.
+    if seg[0] == 0x2002 {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
+}
+
+/// Why a URL cannot be a webhook endpoint; the message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must be an absolute URL")]
+    NotAUrl,
+    #[error("must be at most {MAX_URL_CHARS} characters")]
+    TooLong,
+    #[error("must use https")]
+    NotHttps,
+    #[error("must not contain a user name or password")]
+    Credentials,
+    #[error("must not contain a fragment (#…)")]
+    Fragment,
+    #[error("must have a host name")]
+    NoHost,
+    #[error("must not point at {0}")]
+    Refused(Refusal),
+}
+
+/// A URL a webhook may be delivered to under the policy it was parsed with: https
+/// (unless relaxed), no credentials, and not a refused address when the host is an IP
+/// literal. Odd literal spellings (`2852039166`, `0x7f.1`, `0177.0.0.1`, `[::ffff:…]`)
+/// are normalised by the WHATWG URL parser, the same one the HTTP client uses, so the
+/// address checked is the address connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct WebhookUrl(url::Url);
+
+impl WebhookUrl {
+    pub fn parse(raw: &str, policy: UrlPolicy) -> Result<Self, UrlError> {
+        let raw = raw.trim();
+        if raw.chars().count() > MAX_URL_CHARS {
+            return Err(UrlError::TooLong);
+        }
+        let url = url::Url::parse(raw).map_err(|_| UrlError::NotAUrl)?;
+        match url.scheme() {
+            "https" => {}
+            "http" if policy.allow_private => {}
+            _ => return Err(UrlError::NotHttps),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlError::Credentials);
+        }
+        if url.fragment().is_some() {
+            return Err(UrlError::Fragment);
+        }
+        let ip = match url.host() {
+            None => return Err(UrlError::NoHost),
+            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+            Some(url::Host::Domain(name)) => {
+                if name.is_empty() {
+                    return Err(UrlError::NoHost);
+                }
+                let name = name.trim_end_matches('.');
+                // Resolvers answer these with loopback without asking DNS.
+                if (name == "localhost" || name.ends_with(".localhost")) && !policy.allow_private {
+                    return Err(UrlError::Refused(Refusal::Loopback));
+                }
+                None
+            }
+        };
+        if let Some(ip) = ip {
+            check_ip(ip, policy).map_err(UrlError::Refused)?;
+        }
+        Ok(Self(url))
+    }
+
+    /// A stored URL, re-checked under today's policy at delivery time.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<WebhookUrl> for String {
+    fn from(u: WebhookUrl) -> Self {
+        u.0.into()
+    }
+}
+
+/// Stored URLs were checked when written; reading one back re-checks only its shape.
+/// Delivery re-checks it under the current policy with [`WebhookUrl::parse`].
+impl TryFrom<String> for WebhookUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        url::Url::parse(&s).map(Self).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn strict(u: &str) -> Result<WebhookUrl, UrlError> {
+        WebhookUrl::parse(u, UrlPolicy::STRICT)
+    }
+
+    fn local(u: &str) -> Result<WebhookUrl, UrlError> {
+        WebhookUrl::parse(u, UrlPolicy::LOCAL)
+    }
+
+    #[test]
+    fn every_refused_form_is_refused_and_relaxed_only_where_allowed() {
+        use Refusal::*;
+        // (url, refusal in strict mode, still refused in local mode)
+        let cases: &[(&str, Refusal, bool)] = &[
+            ("https://127.0.0.1/", Loopback, false),
+            ("https://127.1.2.3:8443/x", Loopback, false),
+            ("https://localhost/", Loopback, false),
+            ("https://api.localhost./", Loopback, false),
+            ("https://[::1]/", Loopback, false),
+            ("https://[::ffff:127.0.0.1]/", Loopback, false),
+            ("https://[::ffff:7f00:1]/", Loopback, false),
+            ("https://2130706433/", Loopback, false),
+            ("https://0x7f.1/", Loopback, false),
+            ("https://0177.0.0.1/", Loopback, false),
+            ("https://127.1/", Loopback, false),
+            ("https://10.0.0.1/", Private, false),
+            ("https://172.16.0.1/", Private, false),
+            ("https://172.31.255.255/", Private, false),
+            ("https://192.168.1.1/", Private, false),
+            ("https://100.64.0.1/", Private, false),
+            ("https://100.127.255.255/", Private, false),
+            ("https://[fc00::1]/", Private, false),
+            ("https://[fd12:3456::1]/", Private, false),
+            ("https://[::ffff:10.1.2.3]/", Private, false),
+            ("https://[64:ff9b::a00:1]/", Private, false),
+            ("https://[2002:c0a8:101::1]/", Private, false),
+            ("https://169.254.169.254/latest/meta-data/", Metadata, true),
+            ("https://2852039166/", Metadata, true),
+            ("https://0xa9fea9fe/", Metadata, true),
+            ("https://0251.0376.0251.0376/", Metadata, true),
+            ("https://169.254.43518/", Metadata, true),
+            ("https://[::ffff:169.254.169.254]/", Metadata, true),
+            ("https://[::ffff:a9fe:a9fe]/", Metadata, true),
+            ("https://[fd00:ec2::254]/", Metadata, true),
+            ("https://169.254.1.1/", LinkLocal, true),
+            ("https://[fe80::1]/", LinkLocal, true),
+            ("https://[febf::1]/", LinkLocal, true),
+            ("https://0.0.0.0/", Unspecified, true),
+            ("https://0/", Unspecified, true),
+            ("https://[::]/", Unspecified, true),
+            ("https://224.0.0.1/", Multicast, true),
+            ("https://[ff02::1]/", Multicast, true),
+            ("https://255.255.255.255/", Reserved, true),
+            ("https://240.0.0.1/", Reserved, true),
+        ];
+        for (url, refusal, always) in cases {
+            assert_eq!(strict(url), Err(UrlError::Refused(*refusal)), "{url}");
+            let relaxed = local(url);
+            if *always {
+                assert_eq!(relaxed, Err(UrlError::Refused(*refusal)), "{url} (local)");
+            } else {
+                assert!(relaxed.is_ok(), "{url} (local): {relaxed:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn public_https_urls_are_accepted() {
+        for url in [
+            "https://example.com/hooks",
+            "https://hooks.example.com:8443/a?b=c",
+            "https://93.184.216.34/",
+            "https://[2606:2800:220:1:248:1893:25c8:1946]/",
+            "https://172.32.0.1/",
+            "https://100.128.0.1/",
+            "https://169.253.0.1/",
+        ] {
+            assert!(strict(url).is_ok(), "{url}");
+        }
+        assert_eq!(
+            strict(" https://example.com/x ").unwrap().as_str(),
+            "https://example.com/x"
+        );
+    }
+
+    #[test]
+    fn shape_rules() {
+        assert_eq!(strict("http://example.com/"), Err(UrlError::NotHttps));
+        assert!(local("http://127.0.0.1:8080/hook").is_ok());
+        assert_eq!(strict("ftp://example.com/"), Err(UrlError::NotHttps));
+        assert_eq!(local("file:///etc/passwd"), Err(UrlError::NotHttps));
+        assert_eq!(strict("example.com/hook"), Err(UrlError::NotAUrl));
+        assert_eq!(strict(""), Err(UrlError::NotAUrl));
+        assert_eq!(
+            strict("https://user:pw@example.com/"),
+            Err(UrlError::Credentials)
+        );
+        assert_eq!(strict("https://example.com/#x"), Err(UrlError::Fragment));
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_CHARS));
+        assert_eq!(strict(&long), Err(UrlError::TooLong));
+    }
+
+    #[test]
+    fn classification_of_resolved_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            check_ip(ip("169.254.169.254"), UrlPolicy::LOCAL),
+            Err(Refusal::Metadata)
+        );
+        assert_eq!(check_ip(ip("127.0.0.1"), UrlPolicy::LOCAL), Ok(()));
+        assert_eq!(
+            check_ip(ip("127.0.0.1"), UrlPolicy::STRICT),
+            Err(Refusal::Loopback)
+        );
+        assert_eq!(check_ip(ip("8.8.8.8"), UrlPolicy::STRICT), Ok(()));
+        assert_eq!(
+            check_ip(ip("::ffff:192.168.0.1"), UrlPolicy::STRICT),
+            Err(Refusal::Private)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_accepted_urls_are_https(s in "\\PC{0,200}") {
+            if let Ok(u) = strict(&s) {
+                prop_assert_eq!(u.as_url().scheme(), "https");
+            }
+        }
+
+        #[test]
+        fn every_ipv4_literal_spelling_agrees_with_the_address(n in any::<u32>()) {
+            let ip = Ipv4Addr::from(n);
+            let dotted = strict(&format!("https://{ip}/")).is_ok();
+            let decimal = strict(&format!("https://{n}/")).is_ok();
+            let hex = strict(&format!("https://{n:#x}/")).is_ok();
+            let mapped = strict(&format!("https://[::ffff:{ip}]/")).is_ok();
+            prop_assert_eq!(dotted, classify(IpAddr::V4(ip)).is_none());
+            prop_assert_eq!(dotted, decimal);
+            prop_assert_eq!(dotted, hex);
+            prop_assert_eq!(dotted, mapped);
+        }
+    }
+}
