@@ -403,7 +403,7 @@ pub enum ErrorClass {
 pub struct Attempt {
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_code: Option<u16>,
+    pub http_status: Option<u16>,
     pub latency_ms: u64,
     /// The first KiB of the response body, as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -414,7 +414,7 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn succeeded(&self) -> bool {
-        self.error.is_none() && self.status_code.is_some_and(|s| (200..300).contains(&s))
+        self.error.is_none() && self.http_status.is_some_and(|s| (200..300).contains(&s))
     }
 }
 
@@ -589,7 +589,7 @@ impl Delivery {
     pub fn abandon(&mut self, error: ErrorClass, now: &str) {
         self.attempts.push(Attempt {
             at: now.to_owned(),
-            status_code: None,
+            http_status: None,
             latency_ms: 0,
             response_body: None,
             error: Some(error),
@@ -791,7 +791,7 @@ mod tests {
     fn attempt(status: Option<u16>, error: Option<ErrorClass>) -> Attempt {
         Attempt {
             at: "t".into(),
-            status_code: status,
+            http_status: status,
             latency_ms: 1,
             response_body: None,
             error,

@@ -29,6 +29,12 @@ pub struct GuardedResolver {
     policy: UrlPolicy,
 }
 
+impl GuardedResolver {
+    pub fn new(policy: UrlPolicy) -> Self {
+        Self { policy }
+    }
+}
+
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy;
@@ -94,9 +100,9 @@ impl Sender {
     /// POSTs and reports the attempt; never fails (a failure is an attempt's outcome).
     pub async fn send(&self, out: &Outgoing<'_>, at: String) -> Attempt {
         let started = Instant::now();
-        let attempt = |status_code, response_body, error| Attempt {
+        let attempt = |http_status, response_body, error| Attempt {
             at: at.clone(),
-            status_code,
+            http_status,
             latency_ms: started.elapsed().as_millis() as u64,
             response_body,
             error,

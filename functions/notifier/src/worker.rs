@@ -124,7 +124,7 @@ impl Worker {
             )
             .await;
         let succeeded = result.succeeded();
-        tracing::info!(status = ?result.status_code, error = ?result.error, latency_ms = result.latency_ms, "webhook attempt");
+        tracing::info!(status = ?result.http_status, error = ?result.error, latency_ms = result.latency_ms, "webhook attempt");
 
         // The attempt's own time, not the start of the request, decides the next due time.
         let done = clock::now();
