@@ -10,9 +10,14 @@
 //! - same key, different request → 422 `idempotency-key-reused`;
 //! - same key while the first is still running → 409 `idempotency-in-progress` with
 //!   `Retry-After`;
-//! - a lock whose function died frees itself after [`LOCK_TIMEOUT_SECS`]; records
-//!   expire after [`RECORD_TTL_SECS`]. Both are checked in code against the clock:
-//!   DynamoDB TTL only cleans up.
+//! - a lock whose function died is [`Conflict::Abandoned`] after [`LOCK_TIMEOUT_SECS`]:
+//!   a request with the *same* body takes it over ([`IdempotencyStore::take_over`]) and
+//!   resumes the resource the first one started (the record names it), never a second
+//!   one; a different body is still `idempotency-key-reused`. Each holder has its own
+//!   token, and only the current holder can store the answer, so a slow first holder
+//!   that wakes up after a takeover cannot overwrite it.
+//! - records expire after [`RECORD_TTL_SECS`]. Lock and record expiry are checked in
+//!   code against the clock: DynamoDB TTL only cleans up.
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use http::{HeaderValue, StatusCode, header};
@@ -112,6 +117,13 @@ struct Record {
     state: RecordState,
     locked_until: i64,
     expires_at: i64,
+    /// Who holds the lock: changes on every takeover.
+    #[serde(default)]
+    token: String,
+    /// What the request created first (a payment id, a refund id), so a takeover
+    /// resumes it instead of creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     response: Option<StoredResponse>,
 }
@@ -134,6 +146,24 @@ pub enum Conflict {
     Reused,
     /// The record vanished or expired between the failed write and the read: retry now.
     Gone,
+    /// Same request, but its holder's lock timed out (the function died): take it over
+    /// with [`IdempotencyStore::take_over`] and resume [`Abandoned::resource`].
+    Abandoned(Abandoned),
+}
+
+/// A lock whose holder died, as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    pk: String,
+    token: String,
+    resource: Option<String>,
+}
+
+impl Abandoned {
+    /// What the dead holder created (its payment or refund id).
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
 }
 
 impl Conflict {
@@ -153,7 +183,7 @@ impl Conflict {
                     .with_errors(vec![FieldError::new("Idempotency-Key", "was used with a different request")])
                     .into_response()
             }
-            Conflict::Gone => Problem::new(StatusCode::CONFLICT, "idempotency-in-progress", "Request in progress")
+            Conflict::Gone | Conflict::Abandoned(_) => Problem::new(StatusCode::CONFLICT, "idempotency-in-progress", "Request in progress")
                 .detail("retry the request")
                 .header(header::RETRY_AFTER, HeaderValue::from(1))
                 .into_response(),
@@ -169,10 +199,11 @@ pub struct IdempotencyStore {
     table: String,
 }
 
-/// A taken key: what `complete` needs to store the answer.
-#[derive(Debug, Clone)]
+/// A taken key: what `complete` needs to store the answer as its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lock {
     pk: String,
+    token: String,
 }
 
 impl IdempotencyStore {
@@ -184,37 +215,83 @@ impl IdempotencyStore {
         format!("{caller}#{operation}#{}", key.as_str())
     }
 
-    /// The transaction item that takes the key: succeeds when there is no record, or the
-    /// record expired, or its holder's lock timed out.
+    /// The transaction item that takes the key for a request creating `resource`:
+    /// succeeds when there is no record or it expired. A record whose holder died is not
+    /// taken here: [`IdempotencyStore::conflict`] reports it [`Conflict::Abandoned`] (same
+    /// request) or [`Conflict::Reused`] (another one).
     pub fn take(
         &self,
         caller: &str,
         operation: &str,
         key: &IdempotencyKey,
         fingerprint: &str,
+        resource: &str,
         now_secs: i64,
     ) -> Result<(Lock, TransactWriteItem), StoreError> {
         let pk = Self::pk(caller, operation, key);
+        let token = uuid::Uuid::new_v4().to_string();
         let record = Record {
             pk: pk.clone(),
             fingerprint: fingerprint.to_owned(),
             state: RecordState::InProgress,
             locked_until: now_secs + LOCK_TIMEOUT_SECS,
             expires_at: now_secs + RECORD_TTL_SECS,
+            token: token.clone(),
+            resource: Some(resource.to_owned()),
             response: None,
         };
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(record)?))
-            .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now OR (#state = :in_progress AND locked_until < :now)",
-            )
-            .expression_attribute_names("#state", "state")
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_values(":now", n(now_secs))
-            .expression_attribute_values(":in_progress", s("in_progress"))
             .build()
             .map_err(|e| StoreError::new("idempotency put", e))?;
-        Ok((Lock { pk }, TransactWriteItem::builder().put(put).build()))
+        Ok((
+            Lock { pk, token },
+            TransactWriteItem::builder().put(put).build(),
+        ))
+    }
+
+    /// Takes over an abandoned lock. `None` when another request took it first (or its
+    /// holder finished after all): read the conflict again.
+    pub async fn take_over(
+        &self,
+        abandoned: &Abandoned,
+        now_secs: i64,
+    ) -> Result<Option<Lock>, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&abandoned.pk))
+            .update_expression("SET #token = :token, locked_until = :until")
+            .condition_expression(
+                "#state = :in_progress AND #token = :dead AND locked_until < :now",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":token", s(&token))
+            .expression_attribute_values(":dead", s(&abandoned.token))
+            .expression_attribute_values(":until", n(now_secs + LOCK_TIMEOUT_SECS))
+            .expression_attribute_values(":now", n(now_secs))
+            .expression_attribute_values(":in_progress", s("in_progress"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(Lock {
+                pk: abandoned.pk.clone(),
+                token,
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// After `take`'s condition failed: what is there, and what to answer.
@@ -241,7 +318,8 @@ impl IdempotencyStore {
         Ok(decide(&record, fingerprint, now_secs))
     }
 
-    /// The transaction item that stores the answer, conditioned on still holding the lock.
+    /// The transaction item that stores the answer, conditioned on still holding the lock
+    /// (its token, so a holder that was taken over cannot answer).
     pub fn complete(
         &self,
         lock: &Lock,
@@ -251,9 +329,11 @@ impl IdempotencyStore {
             .table_name(&self.table)
             .key("pk", s(&lock.pk))
             .update_expression("SET #state = :completed, #response = :response")
-            .condition_expression("#state = :in_progress")
+            .condition_expression("#state = :in_progress AND #token = :token")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
             .expression_attribute_names("#response", "response")
+            .expression_attribute_values(":token", s(&lock.token))
             .expression_attribute_values(":completed", s("completed"))
             .expression_attribute_values(":in_progress", s("in_progress"))
             .expression_attribute_values(
@@ -271,9 +351,11 @@ impl IdempotencyStore {
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(&lock.pk))
-            .condition_expression("#state = :in_progress")
+            .condition_expression("#state = :in_progress AND #token = :token")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#token", "token")
             .expression_attribute_values(":in_progress", s("in_progress"))
+            .expression_attribute_values(":token", s(&lock.token))
             .send()
             .await?;
         Ok(())
@@ -289,7 +371,13 @@ fn decide(record: &Record, fingerprint: &str, now_secs: i64) -> Conflict {
     }
     match (record.state, &record.response) {
         (RecordState::Completed, Some(stored)) => Conflict::Replay(stored.clone()),
-        (RecordState::InProgress, _) if record.locked_until < now_secs => Conflict::Gone,
+        (RecordState::InProgress, _) if record.locked_until < now_secs => {
+            Conflict::Abandoned(Abandoned {
+                pk: record.pk.clone(),
+                token: record.token.clone(),
+                resource: record.resource.clone(),
+            })
+        }
         _ => Conflict::InProgress {
             retry_after_secs: (record.locked_until - now_secs).clamp(1, LOCK_TIMEOUT_SECS),
         },
@@ -307,6 +395,8 @@ mod tests {
             state,
             locked_until,
             expires_at,
+            token: "t1".into(),
+            resource: Some("p1".into()),
             response: (state == RecordState::Completed).then(|| StoredResponse {
                 status: 201,
                 body: "{}".into(),
@@ -330,7 +420,12 @@ mod tests {
         );
         assert_eq!(decide(&running, "other", now), Conflict::Reused);
         let dead = record(RecordState::InProgress, now - 1, now + 100);
-        assert_eq!(decide(&dead, "fp", now), Conflict::Gone);
+        let Conflict::Abandoned(abandoned) = decide(&dead, "fp", now) else {
+            panic!("a dead holder's lock is abandoned");
+        };
+        assert_eq!(abandoned.resource(), Some("p1"));
+        // A different request never takes over, dead holder or not.
+        assert_eq!(decide(&dead, "other", now), Conflict::Reused);
         let expired = record(RecordState::Completed, now - 10, now - 1);
         assert_eq!(decide(&expired, "other", now), Conflict::Gone);
     }

@@ -50,7 +50,7 @@ async fn one_of_many_concurrent_takers_wins_and_the_rest_see_it_in_progress() {
     let attempts = (0..20).map(|_| {
         let (store, client, k) = (store.clone(), client.clone(), k.clone());
         async move {
-            let (_, item) = store.take("caller", "op", &k, "fp", 1_000).unwrap();
+            let (_, item) = store.take("caller", "op", &k, "fp", "r1", 1_000).unwrap();
             match client
                 .transact_write_items()
                 .transact_items(item)
@@ -86,7 +86,7 @@ async fn one_of_many_concurrent_takers_wins_and_the_rest_see_it_in_progress() {
 async fn completed_requests_replay_and_other_bodies_are_refused() {
     let (store, client) = store().await;
     let k = key("order-2");
-    let (lock, item) = store.take("caller", "op", &k, "fp", 1_000).unwrap();
+    let (lock, item) = store.take("caller", "op", &k, "fp", "r1", 1_000).unwrap();
     client
         .transact_write_items()
         .transact_items(item)
@@ -105,7 +105,7 @@ async fn completed_requests_replay_and_other_bodies_are_refused() {
         .await
         .unwrap();
 
-    let (_, again) = store.take("caller", "op", &k, "fp", 1_001).unwrap();
+    let (_, again) = store.take("caller", "op", &k, "fp", "r1", 1_001).unwrap();
     assert!(
         client
             .transact_write_items()
@@ -130,7 +130,9 @@ async fn completed_requests_replay_and_other_bodies_are_refused() {
         Conflict::Reused
     );
     // Another caller's identical key is a different record.
-    let (_, theirs) = store.take("someone-else", "op", &k, "fp", 1_001).unwrap();
+    let (_, theirs) = store
+        .take("someone-else", "op", &k, "fp", "r1", 1_001)
+        .unwrap();
     client
         .transact_write_items()
         .transact_items(theirs)
@@ -139,44 +141,81 @@ async fn completed_requests_replay_and_other_bodies_are_refused() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_dead_holders_lock_is_taken_over_after_the_timeout_and_records_expire() {
-    let (store, client) = store().await;
-    let k = key("order-3");
-    let (_, item) = store.take("caller", "op", &k, "fp", 1_000).unwrap();
+async fn commit(
+    client: &aws_sdk_dynamodb::Client,
+    item: aws_sdk_dynamodb::types::TransactWriteItem,
+) -> bool {
     client
         .transact_write_items()
         .transact_items(item)
         .send()
         .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn a_dead_holders_lock_is_taken_over_once_by_the_same_request_only() {
+    let (store, client) = store().await;
+    let k = key("order-3");
+    let (first, item) = store
+        .take("caller", "op", &k, "fp", "pay_1", 1_000)
         .unwrap();
-    let (_, soon) = store.take("caller", "op", &k, "fp", 1_030).unwrap();
-    assert!(
-        client
-            .transact_write_items()
-            .transact_items(soon)
-            .send()
-            .await
-            .is_err(),
-        "lock still held"
-    );
+    assert!(commit(&client, item).await);
+    let (_, soon) = store
+        .take("caller", "op", &k, "fp", "pay_2", 1_030)
+        .unwrap();
+    assert!(!commit(&client, soon).await, "lock still held");
     let after_timeout = 1_000 + aloft_shared::idempotency::LOCK_TIMEOUT_SECS + 1;
-    let (_, later) = store.take("caller", "op", &k, "fp", after_timeout).unwrap();
-    client
-        .transact_write_items()
-        .transact_items(later)
-        .send()
+    // Taking afresh never replaces a dead holder's record: the resource it started must
+    // be resumed, not duplicated.
+    let (_, later) = store
+        .take("caller", "op", &k, "fp", "pay_3", after_timeout)
+        .unwrap();
+    assert!(!commit(&client, later).await);
+    // Another body is refused even after the lock expired.
+    assert_eq!(
+        store
+            .conflict("caller", "op", &k, "other", after_timeout)
+            .await
+            .unwrap(),
+        Conflict::Reused
+    );
+    let Conflict::Abandoned(abandoned) = store
+        .conflict("caller", "op", &k, "fp", after_timeout)
         .await
-        .expect("dead lock is taken over");
+        .unwrap()
+    else {
+        panic!("the same request finds the lock abandoned");
+    };
+    assert_eq!(abandoned.resource(), Some("pay_1"));
+    // Many resume at once: one takes over.
+    let takers = (0..10).map(|_| store.take_over(&abandoned, after_timeout));
+    let locks: Vec<_> = futures::future::join_all(takers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let winners: Vec<_> = locks.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1);
+    let answer = StoredResponse {
+        status: 201,
+        body: "{}".into(),
+        location: None,
+    };
+    // The first holder woke up: it no longer holds the lock and cannot answer.
+    assert!(!commit(&client, store.complete(&first, &answer).unwrap()).await);
+    assert!(commit(&client, store.complete(&winners[0], &answer).unwrap()).await);
+    assert_eq!(
+        store
+            .conflict("caller", "op", &k, "fp", after_timeout)
+            .await
+            .unwrap(),
+        Conflict::Replay(answer)
+    );
 
     let after_expiry = 1_000 + aloft_shared::idempotency::RECORD_TTL_SECS + 1_000;
     let (_, fresh) = store
-        .take("caller", "op", &k, "new body", after_expiry)
+        .take("caller", "op", &k, "new body", "pay_4", after_expiry)
         .unwrap();
-    client
-        .transact_write_items()
-        .transact_items(fresh)
-        .send()
-        .await
-        .expect("expired record is replaced");
+    assert!(commit(&client, fresh).await, "expired record is replaced");
 }

@@ -1,5 +1,9 @@
 //! The Stripe adapter against a fake Stripe on loopback that checks what it receives
 //! (secret, Idempotency-Key, form fields) and answers the way Stripe documents.
+//!
+//! The rule for lost answers: only an answer proving nothing was charged (a card error,
+//! a refused request, a connection refused) is a failure; a timeout after sending, a 5xx,
+//! a 429, an unreadable body is an unknown outcome that keeps what reference is known.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 use aloft_payments::domain::{CardNumber, Currency, Cvc, Expiry, MethodKind, Money, PaymentMethod};
 use aloft_payments::processor::stripe::{Stripe, StripeConfig};
 use aloft_payments::processor::{
-    CancelOutcome, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor, ProcessorError,
+    CancelOutcome, ChargeOutcome, ChargeRequest, NextAction, Processor, ProcessorError,
     RefundOutcome, RefundRequest,
 };
 use axum::Router;
@@ -23,6 +27,9 @@ const SECRET: &str = "sk_test_aloft_fake";
 /// Amounts the fake answers specially, like Stripe's failure-injection test cards.
 const AMOUNT_SERVER_ERROR: i64 = 5000;
 const AMOUNT_SLOW: i64 = 7000;
+const AMOUNT_RATE_LIMITED: i64 = 4290;
+const AMOUNT_GARBLED: i64 = 2000;
+const AMOUNT_ODD_STATUS: i64 = 3000;
 
 /// One request as the fake Stripe received it.
 #[derive(Debug, Clone)]
@@ -142,6 +149,14 @@ async fn create_intent(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
                 json!({"type": "api_error", "message": "Something went wrong on Stripe's end."}),
             );
         }
+        AMOUNT_RATE_LIMITED => {
+            return stripe_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"type": "invalid_request_error", "code": "rate_limit"}),
+            );
+        }
+        AMOUNT_GARBLED => return (StatusCode::OK, "{\"id\": \"pi_fake_1\", \"sta").into_response(),
+        AMOUNT_ODD_STATUS => return axum::Json(intent("requires_capture")).into_response(),
         AMOUNT_SLOW => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
     }
@@ -195,6 +210,18 @@ async fn retrieve_intent(
     ) {
         return *answer;
     }
+    if id == "pi_fake_down" {
+        return stripe_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"type": "api_error", "message": "unavailable"}),
+        );
+    }
+    if id == "pi_fake_busy" {
+        return stripe_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"type": "invalid_request_error", "code": "rate_limit"}),
+        );
+    }
     if id != "pi_fake_3ds" {
         return stripe_error(
             StatusCode::NOT_FOUND,
@@ -235,6 +262,15 @@ async fn create_refund(State(fake): State<Fake>, headers: HeaderMap, body: Bytes
     let Some(intent) = form.get("payment_intent") else {
         return missing("payment_intent");
     };
+    if form.get("amount").map(String::as_str) == Some("5000") {
+        return stripe_error(
+            StatusCode::BAD_GATEWAY,
+            json!({"type": "api_error", "message": "upstream"}),
+        );
+    }
+    if form.get("amount").map(String::as_str) == Some("7000") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     if intent == "pi_fake_declined" {
         return stripe_error(
             StatusCode::BAD_REQUEST,
@@ -409,45 +445,90 @@ async fn declines_become_failures_with_stripe_codes() {
     }
 }
 
+/// The charge's outcome is unknown: an error, not a failure, and no invitation to retry.
+fn assert_unknown(result: Result<ChargeOutcome, ProcessorError>, reference: Option<&str>) {
+    match result {
+        Err(e @ ProcessorError::OutcomeUnknown { .. }) => {
+            assert_eq!(e.reference(), reference, "{e}")
+        }
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn a_server_error_is_a_retryable_failure() {
+async fn a_server_error_leaves_the_outcome_unknown() {
     let (stripe, _fake) = spawn_stripe(Duration::from_secs(5)).await;
-    let outcome = stripe
+    let result = stripe
         .charge(&card_charge(
             "4242424242424242",
             money(AMOUNT_SERVER_ERROR, "USD"),
         ))
-        .await
-        .unwrap();
-    let ChargeOutcome::Failed {
-        reference: None,
-        failure: Failure {
-            code, retryable, ..
-        },
-    } = outcome
-    else {
-        panic!("{outcome:?}");
-    };
-    assert_eq!((code.as_str(), retryable), ("processor_unavailable", true));
+        .await;
+    assert_unknown(result, None);
 }
 
 #[tokio::test]
-async fn a_slow_gateway_times_out_into_a_retryable_failure() {
-    let (stripe, _fake) = spawn_stripe(Duration::from_millis(300)).await;
+async fn a_slow_gateway_times_out_into_an_unknown_outcome() {
+    let (stripe, fake) = spawn_stripe(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let outcome = stripe
+    let result = stripe
         .charge(&card_charge("4242424242424242", money(AMOUNT_SLOW, "USD")))
-        .await
-        .unwrap();
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "did not time out"
     );
-    let failure = outcome.failure().unwrap();
-    assert_eq!(
-        (failure.code.as_str(), failure.retryable),
-        ("processor_unavailable", true)
-    );
+    // The request reached Stripe: it may well have charged.
+    assert_eq!(fake.received().len(), 1);
+    assert_unknown(result, None);
+}
+
+#[tokio::test]
+async fn rate_limits_and_unreadable_answers_leave_the_outcome_unknown() {
+    let (stripe, _fake) = spawn_stripe(Duration::from_secs(5)).await;
+    for amount in [AMOUNT_RATE_LIMITED, AMOUNT_GARBLED] {
+        let result = stripe
+            .charge(&card_charge("4242424242424242", money(amount, "USD")))
+            .await;
+        assert_unknown(result, None);
+    }
+    // An unexpected status keeps the intent's id.
+    let result = stripe
+        .charge(&card_charge(
+            "4242424242424242",
+            money(AMOUNT_ODD_STATUS, "USD"),
+        ))
+        .await;
+    assert_unknown(result, Some("pi_fake_1"));
+}
+
+#[tokio::test]
+async fn a_confirm_that_cannot_read_stripe_reports_an_error_not_a_failure() {
+    let (stripe, _fake) = spawn_stripe(Duration::from_secs(5)).await;
+    for id in ["pi_fake_down", "pi_fake_busy"] {
+        let result = stripe.confirm(id).await;
+        assert_unknown(result, Some(id));
+    }
+}
+
+#[tokio::test]
+async fn a_refund_whose_answer_is_lost_is_unknown_not_failed() {
+    let (stripe, _fake) = spawn_stripe(Duration::from_millis(300)).await;
+    for amount in [5000, 7000] {
+        let result = stripe
+            .refund(&RefundRequest {
+                payment_id: "pay_123".into(),
+                refund_id: "ref_1".into(),
+                charge_reference: "pi_fake_1".into(),
+                idempotency_key: "refund_key_1".into(),
+                amount: money(amount, "USD"),
+            })
+            .await;
+        assert!(
+            matches!(&result, Err(e) if e.is_uncertain()),
+            "{amount}: {result:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -483,6 +564,7 @@ async fn refunds_send_the_intent_amount_and_key() {
     let (stripe, fake) = spawn_stripe(Duration::from_secs(5)).await;
     let refund = |intent: &str| RefundRequest {
         payment_id: "pay_123".into(),
+        refund_id: "ref_1".into(),
         charge_reference: intent.into(),
         idempotency_key: "refund_key_1".into(),
         amount: money(400, "USD"),
@@ -498,6 +580,7 @@ async fn refunds_send_the_intent_amount_and_key() {
     assert_eq!(sent.idempotency_key.as_deref(), Some("refund_key_1"));
     assert_eq!(sent.form["payment_intent"], "pi_fake_1");
     assert_eq!(sent.form["amount"], "400");
+    assert_eq!(sent.form["metadata[refund_id]"], "ref_1");
     let RefundOutcome::Failed { failure, .. } =
         stripe.refund(&refund("pi_fake_declined")).await.unwrap()
     else {

@@ -1,7 +1,8 @@
 //! The payments HTTP API function.
 
-use aloft_payments::api::{self, PaymentsApi};
+use aloft_payments::api;
 use aloft_payments::processor::{ProcessorContext, ProcessorRegistry, ProcessorsConfig};
+use aloft_payments::service::Payments;
 use aloft_payments::store::PaymentStore;
 use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
 
@@ -16,7 +17,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         &ProcessorContext::from_sdk(&sdk),
     )
     .await?;
-    http::serve(api::router(PaymentsApi {
+    http::serve(api::router(Payments {
         store,
         processors,
         fingerprint_key: master.derive("card-fingerprint"),

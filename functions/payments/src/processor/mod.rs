@@ -7,11 +7,16 @@
 //! run (and in which order of preference) is configuration (`PAYMENT_PROCESSORS`).
 //!
 //! A processor answers a charge with a [`ChargeOutcome`]. A decline is an outcome, not an
-//! error; so is a gateway that timed out or answered 5xx (`processor_unavailable`,
-//! retryable), because the payment must still end `failed` with a reason the caller can
-//! act on. [`ProcessorError`] is left for what no payment outcome describes: broken
-//! configuration, a ledger that could not record, an answer nobody can read.
+//! error. **Only an answer that proves nothing was charged may be a failure**: a card
+//! error, a refused request, a connection refused before anything was sent
+//! (`processor_unavailable`, retryable). Everything else, a timeout after sending, a 5xx,
+//! a 429, a body nobody can read, a status nobody expects, is
+//! [`ProcessorError::OutcomeUnknown`] (or `StillProcessing`), carrying whatever reference
+//! the gateway gave: the payment stays `processing` and the reconciler asks again with
+//! [`Processor::lookup`]. The same holds for refunds (they stay `pending`, reserved) and
+//! for confirm (the payment keeps its status).
 
+pub mod paypal;
 pub mod sandbox;
 pub mod stripe;
 
@@ -29,6 +34,7 @@ pub const REGISTERED: &[(&str, Factory)] = &[
     (sandbox::CARD_NAME, sandbox::build_card),
     (sandbox::PAYPAL_NAME, sandbox::build_paypal),
     (stripe::NAME, stripe::build),
+    (paypal::NAME, paypal::build),
 ];
 
 /// Builds one processor from its own configuration (read from the environment by the
@@ -68,10 +74,34 @@ pub trait Processor: Send + Sync {
         reference: &'a str,
     ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>>;
 
+    /// Sends (or, with the same `idempotency_key`, sends again: gateways answer a repeat
+    /// with the first result) a refund.
     fn refund<'a>(
         &'a self,
         request: &'a RefundRequest,
     ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>>;
+
+    /// How a charge whose answer was lost stands, found by its reference or, without one,
+    /// by what the charge request carried (its gateway key, its payment id). `None`: the
+    /// gateway provably has no charge for it (nothing was ever sent, or nothing that
+    /// could take money).
+    fn lookup<'a>(
+        &'a self,
+        query: &'a ChargeLookup,
+    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>>;
+}
+
+/// What the reconciler knows of a charge whose outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeLookup {
+    pub payment_id: String,
+    /// The key the charge was sent with ([`ChargeRequest::idempotency_key`]).
+    pub idempotency_key: String,
+    pub reference: Option<String>,
+    pub amount: Money,
+    /// When the payment was created (unix seconds): the charge reached the gateway, if at
+    /// all, within the function's timeout of it.
+    pub created_at: i64,
 }
 
 /// One method a processor takes, with its currencies.
@@ -118,6 +148,7 @@ pub struct ChargeRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundRequest {
     pub payment_id: String,
+    pub refund_id: String,
     /// The processor's reference of the charge being refunded.
     pub charge_reference: String,
     /// As for [`ChargeRequest::idempotency_key`]: unique across API keys.
@@ -138,7 +169,7 @@ pub struct Failure {
     pub retryable: bool,
 }
 
-/// The code of a processor that could not be reached, timed out or answered 5xx.
+/// The code of a processor that could not be reached: nothing was sent.
 pub const PROCESSOR_UNAVAILABLE: &str = "processor_unavailable";
 
 impl Failure {
@@ -150,8 +181,9 @@ impl Failure {
         }
     }
 
-    /// The gateway could not be reached, timed out or failed on its side: the payment
-    /// fails, and trying again later may work.
+    /// The gateway could not be reached, so nothing was sent: the payment fails, and
+    /// trying again (with a new Idempotency-Key) may work. Never for a request that may
+    /// have been sent: that is [`ProcessorError::OutcomeUnknown`].
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(PROCESSOR_UNAVAILABLE, message, true)
     }
@@ -237,6 +269,15 @@ pub enum RefundOutcome {
     },
 }
 
+impl RefundOutcome {
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Self::Failed { failure, .. } => Some(failure),
+            Self::Succeeded { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelOutcome {
     Canceled,
@@ -266,9 +307,15 @@ pub enum ProcessorError {
         processor: String,
         reference: String,
     },
-    /// The gateway answered something we cannot read; whether money moved is unknown.
-    #[error("processor `{processor}` answered unexpectedly: {detail}")]
-    UnexpectedResponse { processor: String, detail: String },
+    /// The request may have reached the gateway, but its answer was lost (a timeout
+    /// after sending, a 5xx, a 429, an unreadable or unexpected answer): whether money
+    /// moved is unknown. Keeps the gateway's reference when one was read.
+    #[error("processor `{processor}`: outcome unknown ({detail})")]
+    OutcomeUnknown {
+        processor: String,
+        reference: Option<String>,
+        detail: String,
+    },
 }
 
 impl ProcessorError {
@@ -278,8 +325,25 @@ impl ProcessorError {
     pub fn is_uncertain(&self) -> bool {
         matches!(
             self,
-            Self::StillProcessing { .. } | Self::UnexpectedResponse { .. }
+            Self::StillProcessing { .. } | Self::OutcomeUnknown { .. }
         )
+    }
+
+    /// The gateway's reference for the charge or refund, when its answer gave one.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            Self::StillProcessing { reference, .. } => Some(reference),
+            Self::OutcomeUnknown { reference, .. } => reference.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn unknown(processor: &str, reference: Option<String>, detail: impl Into<String>) -> Self {
+        Self::OutcomeUnknown {
+            processor: processor.to_owned(),
+            reference,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -558,7 +622,7 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_payment_states() {
-        let failed = ChargeOutcome::failed(None, Failure::unavailable("timed out"));
+        let failed = ChargeOutcome::failed(None, Failure::unavailable("connection refused"));
         assert_eq!(failed.status(), PaymentStatus::Failed);
         assert_eq!(
             failed.failure().map(|f| (f.code.as_str(), f.retryable)),

@@ -12,6 +12,7 @@
 //! | 4000 0000 0000 0127 | failed `incorrect_cvc` |
 //! | 4000 0000 0000 0119 | failed `processing_error`, retryable |
 //! | 4000 0000 0000 3220 | requires_action (3-D Secure); confirm → succeeded |
+//! | 4000 0000 0000 0259 | succeeded at the gateway, then the answer never comes: the call is held for `SANDBOX_STALL_SECS` (default 45), past the function's timeout |
 //! | any other valid card | succeeded |
 //!
 //! ## PayPal (`sandbox_paypal`: paypal, paypal_credit in USD, EUR, GBP)
@@ -27,6 +28,12 @@
 //!
 //! Refunds always succeed. Cancel works on a charge waiting for action.
 //!
+//! Like a real gateway, the sandbox deduplicates by the request's idempotency key: a
+//! charge or refund's reference is derived from its key, and a repeat answers the first
+//! one's outcome (as it stands now) without charging again. Confirm and cancel are
+//! idempotent too, so concurrent confirms of one charge all see it succeed. So the
+//! ledger shows a second charge only when a second key was used.
+//!
 //! ## Ledger
 //!
 //! With a [`Ledger`], every charge attempt (whatever its outcome) and every refund is one
@@ -36,16 +43,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::dynamo::{n, s};
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
 
 use super::{
-    CancelOutcome, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor, ProcessorContext,
-    ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
+    CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor,
+    ProcessorContext, ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
 };
 use crate::domain::{Currency, MethodKind, Money, PaymentMethod};
 
@@ -93,7 +102,11 @@ const CARD_SCENARIOS: &[(&str, Scenario)] = &[
         ),
     ),
     ("4000000000003220", Scenario::RequireAction),
+    ("4000000000000259", Scenario::Stall),
 ];
+
+/// How long a stalling charge holds its call (`SANDBOX_STALL_SECS`).
+const DEFAULT_STALL: Duration = Duration::from_secs(45);
 
 /// What a test input makes the sandbox do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +115,8 @@ pub enum Scenario {
     /// `(code, message, retryable)`
     Fail(&'static str, &'static str, bool),
     RequireAction,
+    /// Succeeds at the gateway, whose answer then never comes in time.
+    Stall,
 }
 
 /// The outcome a test card number selects.
@@ -143,6 +158,7 @@ pub struct Sandbox {
     methods: &'static [MethodKind],
     currencies: &'static [&'static str],
     ledger: Option<Ledger>,
+    stall: Duration,
 }
 
 impl Sandbox {
@@ -154,7 +170,13 @@ impl Sandbox {
             methods: &[MethodKind::Visa, MethodKind::Mastercard, MethodKind::Amex],
             currencies: CARD_CURRENCIES,
             ledger,
+            stall: DEFAULT_STALL,
         }
+    }
+
+    /// How long the stalling test card holds its call.
+    pub fn with_stall(self, stall: Duration) -> Self {
+        Self { stall, ..self }
     }
 
     /// The PayPal processor; see [`Sandbox::card`] for `ledger`.
@@ -164,6 +186,7 @@ impl Sandbox {
             methods: &[MethodKind::Paypal, MethodKind::PaypalCredit],
             currencies: PAYPAL_CURRENCIES,
             ledger,
+            stall: DEFAULT_STALL,
         }
     }
 }
@@ -174,7 +197,9 @@ pub fn build_card(
 ) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
     Box::pin(async move {
         let ledger = Ledger::from_env(context.dynamodb.clone())?;
-        Ok(Arc::new(Sandbox::card(Some(ledger))) as Arc<dyn Processor>)
+        let stall: u64 = config::parsed_or("SANDBOX_STALL_SECS", DEFAULT_STALL.as_secs())?;
+        let sandbox = Sandbox::card(Some(ledger)).with_stall(Duration::from_secs(stall));
+        Ok(Arc::new(sandbox) as Arc<dyn Processor>)
     })
 }
 
@@ -212,7 +237,13 @@ impl Processor for Sandbox {
                     PaymentMethod::Card { number, .. } => card_scenario(number.expose_digits()),
                     PaymentMethod::Paypal { payer_email, .. } => paypal_scenario(payer_email),
                 });
-        Box::pin(charge(self.name, self.ledger.as_ref(), request, scenario))
+        Box::pin(async move {
+            let outcome = charge(self.name, self.ledger.as_ref(), request, scenario).await?;
+            if scenario == Some(Scenario::Stall) {
+                tokio::time::sleep(self.stall).await;
+            }
+            Ok(outcome)
+        })
     }
 
     fn confirm<'a>(
@@ -235,10 +266,85 @@ impl Processor for Sandbox {
     ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
         Box::pin(refund(self.name, self.ledger.as_ref(), request))
     }
+
+    fn lookup<'a>(
+        &'a self,
+        query: &'a ChargeLookup,
+    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>> {
+        Box::pin(async move {
+            let ledger = self.ledger.as_ref().ok_or_else(|| {
+                ProcessorError::Ledger("a sandbox without a ledger cannot look charges up".into())
+            })?;
+            let reference = reference_for("sbx_ch", &query.idempotency_key);
+            let paypal = self.name == PAYPAL_NAME;
+            Ok(ledger
+                .get(&reference)
+                .await?
+                .map(|entry| replayed(&entry, paypal)))
+        })
+    }
 }
 
-fn new_reference(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+/// A gateway's reference for the request with this idempotency key: the same key always
+/// names the same charge or refund, which is how the sandbox deduplicates.
+fn reference_for(prefix: &str, idempotency_key: &str) -> String {
+    let digest: String = Sha256::digest(idempotency_key.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{prefix}_{digest}")
+}
+
+fn next_action(paypal: bool, reference: &str) -> NextAction {
+    if paypal {
+        NextAction::Redirect {
+            url: format!("{ACTION_BASE}/paypal/approve/{reference}"),
+        }
+    } else {
+        NextAction::ThreeDSecure {
+            url: Some(format!("{ACTION_BASE}/3ds/{reference}")),
+        }
+    }
+}
+
+/// The failure a test input's code stands for.
+fn failure_for(code: &str) -> Failure {
+    let paypal = [
+        paypal_scenario("decline@x"),
+        paypal_scenario("unavailable@x"),
+    ];
+    CARD_SCENARIOS
+        .iter()
+        .map(|(_, s)| *s)
+        .chain(paypal)
+        .find_map(|s| match s {
+            Scenario::Fail(c, message, retryable) if c == code => {
+                Some(Failure::new(c, message, retryable))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| match code {
+            "canceled" => Failure::new("canceled", "The payment was canceled.", false),
+            other => Failure::new(other, "The payment failed.", false),
+        })
+}
+
+/// How a recorded charge stands now, as a repeat of its request is answered.
+fn replayed(entry: &LedgerEntry, paypal: bool) -> ChargeOutcome {
+    let reference = entry.reference.clone();
+    match entry.outcome.as_str() {
+        "succeeded" => ChargeOutcome::Succeeded { reference },
+        "requires_action" => ChargeOutcome::RequiresAction {
+            next_action: next_action(paypal, &reference),
+            reference,
+        },
+        "canceled" => ChargeOutcome::failed(Some(reference), failure_for("canceled")),
+        _ => ChargeOutcome::failed(
+            Some(reference),
+            failure_for(entry.failure_code.as_deref().unwrap_or("payment_failed")),
+        ),
+    }
 }
 
 /// `scenario` is `None` when the method is not this processor's (a routing bug upstream).
@@ -259,9 +365,10 @@ async fn charge(
         );
         return Ok(ChargeOutcome::failed(None, failure));
     };
-    let reference = new_reference("sbx_ch");
+    let reference = reference_for("sbx_ch", &request.idempotency_key);
+    let paypal = matches!(request.method, PaymentMethod::Paypal { .. });
     let outcome = match scenario {
-        Scenario::Succeed => ChargeOutcome::Succeeded {
+        Scenario::Succeed | Scenario::Stall => ChargeOutcome::Succeeded {
             reference: reference.clone(),
         },
         Scenario::Fail(code, message, retryable) => ChargeOutcome::failed(
@@ -270,18 +377,11 @@ async fn charge(
         ),
         Scenario::RequireAction => ChargeOutcome::RequiresAction {
             reference: reference.clone(),
-            next_action: match request.method {
-                PaymentMethod::Card { .. } => NextAction::ThreeDSecure {
-                    url: Some(format!("{ACTION_BASE}/3ds/{reference}")),
-                },
-                PaymentMethod::Paypal { .. } => NextAction::Redirect {
-                    url: format!("{ACTION_BASE}/paypal/approve/{reference}"),
-                },
-            },
+            next_action: next_action(paypal, &reference),
         },
     };
     if let Some(ledger) = ledger {
-        ledger
+        let recorded = ledger
             .record(&LedgerEntry {
                 reference: reference.clone(),
                 kind: EntryKind::Charge,
@@ -295,6 +395,15 @@ async fn charge(
                 at: aloft_shared::clock::rfc3339(aloft_shared::clock::now()),
             })
             .await?;
+        if !recorded {
+            // A repeat of a request the sandbox already took: its first outcome, as now.
+            let entry = ledger
+                .get(&reference)
+                .await?
+                .ok_or_else(|| ProcessorError::Ledger(format!("{reference} vanished")))?;
+            tracing::info!(processor, reference, "sandbox charge repeated");
+            return Ok(replayed(&entry, paypal));
+        }
     }
     tracing::info!(
         processor,
@@ -306,23 +415,47 @@ async fn charge(
     Ok(outcome)
 }
 
+/// Completes a charge waiting for its payer. Idempotent: a charge that already
+/// succeeded (a concurrent confirm won) answers succeeded again.
 async fn confirm(
     ledger: Option<&Ledger>,
     reference: &str,
 ) -> Result<ChargeOutcome, ProcessorError> {
-    if let Some(ledger) = ledger {
-        ledger.settle(reference, "succeeded").await?;
-    }
-    Ok(ChargeOutcome::Succeeded {
+    let succeeded = ChargeOutcome::Succeeded {
         reference: reference.to_owned(),
-    })
+    };
+    let Some(ledger) = ledger else {
+        return Ok(succeeded);
+    };
+    if ledger.settle(reference, "succeeded").await? {
+        return Ok(succeeded);
+    }
+    match ledger.get(reference).await? {
+        Some(entry) if entry.kind == EntryKind::Charge && entry.outcome != "requires_action" => {
+            Ok(replayed(&entry, false))
+        }
+        _ => Err(ProcessorError::UnknownReference(reference.to_owned())),
+    }
 }
 
 async fn cancel(ledger: Option<&Ledger>, reference: &str) -> Result<CancelOutcome, ProcessorError> {
-    if let Some(ledger) = ledger {
-        ledger.settle(reference, "canceled").await?;
+    let Some(ledger) = ledger else {
+        return Ok(CancelOutcome::Canceled);
+    };
+    if ledger.settle(reference, "canceled").await? {
+        return Ok(CancelOutcome::Canceled);
     }
-    Ok(CancelOutcome::Canceled)
+    match ledger.get(reference).await? {
+        Some(entry) if entry.outcome == "canceled" => Ok(CancelOutcome::Canceled),
+        Some(entry) if entry.kind == EntryKind::Charge => Ok(CancelOutcome::Failed {
+            failure: Failure::new(
+                "charge_not_cancelable",
+                format!("the charge is already {}", entry.outcome),
+                false,
+            ),
+        }),
+        _ => Err(ProcessorError::UnknownReference(reference.to_owned())),
+    }
 }
 
 async fn refund(
@@ -330,8 +463,9 @@ async fn refund(
     ledger: Option<&Ledger>,
     request: &RefundRequest,
 ) -> Result<RefundOutcome, ProcessorError> {
-    let reference = new_reference("sbx_re");
+    let reference = reference_for("sbx_re", &request.idempotency_key);
     if let Some(ledger) = ledger {
+        // A repeat of the same refund (same key) records nothing new.
         ledger
             .record(&LedgerEntry {
                 reference: reference.clone(),
@@ -485,22 +619,46 @@ impl Ledger {
         &self.table
     }
 
-    /// Writes one entry; a reference is never written twice.
-    pub async fn record(&self, entry: &LedgerEntry) -> Result<(), ProcessorError> {
-        self.client
+    /// Writes one entry; a reference is never written twice: `false` when it already
+    /// was (a repeated request).
+    pub async fn record(&self, entry: &LedgerEntry) -> Result<bool, ProcessorError> {
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(entry.to_item()))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .send()
-            .await
-            .map_err(|e| ProcessorError::Ledger(DisplayErrorContext(e).to_string()))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
+        }
     }
 
-    /// Moves a charge waiting for action to `outcome`; any other charge is unknown here.
-    async fn settle(&self, reference: &str, outcome: &str) -> Result<(), ProcessorError> {
+    /// The entry with this reference (a consistent read).
+    pub async fn get(&self, reference: &str) -> Result<Option<LedgerEntry>, ProcessorError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(reference))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| ProcessorError::Ledger(DisplayErrorContext(e).to_string()))?;
+        out.item.as_ref().map(LedgerEntry::from_item).transpose()
+    }
+
+    /// Moves a charge waiting for action to `outcome`: `false` when it is not waiting.
+    async fn settle(&self, reference: &str, outcome: &str) -> Result<bool, ProcessorError> {
         let result = self
             .client
             .update_item()
@@ -516,12 +674,12 @@ impl Ledger {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Err(ProcessorError::UnknownReference(reference.to_owned()))
+                Ok(false)
             }
             Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
         }
@@ -736,6 +894,7 @@ mod tests {
         let outcome = Sandbox::card(None)
             .refund(&RefundRequest {
                 payment_id: "pay_1".into(),
+                refund_id: "ref_1".into(),
                 charge_reference: "sbx_ch_1".into(),
                 idempotency_key: "r-1".into(),
                 amount: usd(400),

@@ -10,6 +10,14 @@
 //! Confirm reads the intent back (`GET /v1/payment_intents/{id}`): the payer completes
 //! 3-D Secure with Stripe, and confirm reports where that left the charge.
 //!
+//! Unknown outcomes (see [`super`]): a connection refused is the only transport failure
+//! that proves nothing was sent. A timeout, a 5xx, a 409 (the same key still running), a
+//! 429, an unreadable body or an unexpected intent status is
+//! [`ProcessorError::OutcomeUnknown`] with the intent's id when it was read. The
+//! reconciler then finds the intent by id, or, when its answer never arrived, by listing
+//! the intents created since the payment and matching `metadata[payment_id]` (Stripe's
+//! list is strongly consistent, unlike its search).
+//!
 //! Configuration (read at cold start by [`StripeConfig::from_env`]):
 //! - `STRIPE_API_BASE`: default `https://api.stripe.com`
 //! - `STRIPE_SECRET_KEY`, or else `STRIPE_SECRET_ID`: a Secrets Manager id whose
@@ -20,6 +28,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use aloft_shared::config::{self, ConfigError};
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use futures::future::BoxFuture;
@@ -28,8 +38,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    CancelOutcome, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor, ProcessorContext,
-    ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
+    CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor,
+    ProcessorContext, ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
 };
 use crate::domain::{MethodKind, PaymentMethod};
 
@@ -44,6 +54,10 @@ const CURRENCIES: &[&str] = &[
 
 /// Stripe's limit on an `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// A lookup lists intents from this long before the payment was created (clock skew).
+const LOOKUP_SLACK_SECS: i64 = 60;
+/// Pages of 100 intents a lookup reads before it gives up (outcome still unknown).
+const LOOKUP_MAX_PAGES: usize = 50;
 
 /// Where and how to reach Stripe.
 #[derive(Clone)]
@@ -242,7 +256,8 @@ impl Stripe {
             .await;
         let (status, body) = match read(sent).await {
             Ok(answer) => answer,
-            Err(failure) => return Ok(ChargeOutcome::failed(None, failure)),
+            Err(NoAnswer::NotSent(failure)) => return Ok(ChargeOutcome::failed(None, failure)),
+            Err(NoAnswer::Lost(detail)) => return Err(ProcessorError::unknown(NAME, None, detail)),
         };
         intent_outcome(status, &body)
     }
@@ -255,11 +270,80 @@ impl Stripe {
             .bearer_auth(&self.config.secret)
             .send()
             .await;
-        let (status, body) = match read(sent).await {
-            Ok(answer) => answer,
-            Err(failure) => return Ok(ChargeOutcome::failed(Some(id.to_owned()), failure)),
-        };
+        // A read that fails says nothing about the charge: the payment keeps its status.
+        let (status, body) = read(sent)
+            .await
+            .map_err(|e| ProcessorError::unknown(NAME, Some(id.to_owned()), e.detail()))?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(ProcessorError::UnknownReference(id.to_owned()));
+        }
+        if !status.is_success() {
+            return Err(match error_outcome(status, &body) {
+                Err(e) => e,
+                Ok(_) => ProcessorError::unknown(
+                    NAME,
+                    Some(id.to_owned()),
+                    format!("read answered {status}"),
+                ),
+            });
+        }
         intent_outcome(status, &body)
+    }
+
+    /// Finds the intent of a charge whose answer was lost: by id, or by listing the
+    /// intents created since the payment and matching its `metadata[payment_id]`.
+    async fn lookup_inner(
+        &self,
+        query: &ChargeLookup,
+    ) -> Result<Option<ChargeOutcome>, ProcessorError> {
+        if let Some(reference) = &query.reference {
+            return self.confirm_inner(reference).await.map(Some);
+        }
+        let now = aloft_shared::clock::now().unix_timestamp();
+        let mut after: Option<String> = None;
+        for _ in 0..LOOKUP_MAX_PAGES {
+            let mut params = vec![
+                (
+                    "created[gte]",
+                    (query.created_at - LOOKUP_SLACK_SECS).to_string(),
+                ),
+                ("created[lte]", (now + LOOKUP_SLACK_SECS).to_string()),
+                ("limit", "100".to_owned()),
+            ];
+            params.extend(after.take().map(|id| ("starting_after", id)));
+            let sent = self
+                .http
+                .get(self.url("/v1/payment_intents"))
+                .bearer_auth(&self.config.secret)
+                .query(&params)
+                .send()
+                .await;
+            let (status, body) = read(sent)
+                .await
+                .map_err(|e| ProcessorError::unknown(NAME, None, e.detail()))?;
+            if !status.is_success() {
+                return Err(match error_outcome(status, &body) {
+                    Err(e) => e,
+                    Ok(_) => ProcessorError::unknown(NAME, None, format!("list answered {status}")),
+                });
+            }
+            let page: IntentList = parse(&body, None)?;
+            let last = page.data.last().map(|i| i.id.clone());
+            if let Some(intent) = page.data.into_iter().find(|i| {
+                i.metadata.get("payment_id").map(String::as_str) == Some(query.payment_id.as_str())
+            }) {
+                return intent_state(intent).map(Some);
+            }
+            match (page.has_more, last) {
+                (true, Some(last)) => after = Some(last),
+                _ => return Ok(None),
+            }
+        }
+        Err(ProcessorError::unknown(
+            NAME,
+            None,
+            "too many intents to list",
+        ))
     }
 
     async fn cancel_inner(&self, reference: &str) -> Result<CancelOutcome, ProcessorError> {
@@ -270,17 +354,21 @@ impl Stripe {
             .await;
         let (status, body) = match read(sent).await {
             Ok(answer) => answer,
-            Err(failure) => return Ok(CancelOutcome::Failed { failure }),
+            Err(NoAnswer::NotSent(failure)) => return Ok(CancelOutcome::Failed { failure }),
+            Err(NoAnswer::Lost(detail)) => {
+                return Err(ProcessorError::unknown(NAME, Some(id.to_owned()), detail));
+            }
         };
         if status.is_success() {
-            let intent: Intent = parse(&body)?;
+            let intent: Intent = parse(&body, Some(id))?;
             return if intent.status == "canceled" {
                 Ok(CancelOutcome::Canceled)
             } else {
-                Err(unexpected(format!(
-                    "cancel left the intent {}",
-                    intent.status
-                )))
+                Err(ProcessorError::unknown(
+                    NAME,
+                    Some(intent.id),
+                    format!("cancel left the intent {}", intent.status),
+                ))
             };
         }
         error_outcome(status, &body).map(|(_, failure)| CancelOutcome::Failed { failure })
@@ -291,6 +379,7 @@ impl Stripe {
             ("payment_intent", request.charge_reference.clone()),
             ("amount", request.amount.minor.to_string()),
             ("metadata[payment_id]", request.payment_id.clone()),
+            ("metadata[refund_id]", request.refund_id.clone()),
         ];
         let sent = self
             .post("/v1/refunds", Some(&request.idempotency_key))
@@ -299,16 +388,19 @@ impl Stripe {
             .await;
         let (status, body) = match read(sent).await {
             Ok(answer) => answer,
-            Err(failure) => {
+            Err(NoAnswer::NotSent(failure)) => {
                 return Ok(RefundOutcome::Failed {
                     reference: None,
                     failure,
                 });
             }
+            Err(NoAnswer::Lost(detail)) => return Err(ProcessorError::unknown(NAME, None, detail)),
         };
         if !status.is_success() {
-            return error_outcome(status, &body)
-                .map(|(reference, failure)| RefundOutcome::Failed { reference, failure });
+            return error_outcome(status, &body).map(|(_, failure)| RefundOutcome::Failed {
+                reference: None,
+                failure,
+            });
         }
         #[derive(Deserialize)]
         struct Refund {
@@ -316,12 +408,19 @@ impl Stripe {
             status: String,
             failure_reason: Option<String>,
         }
-        let refund: Refund = parse(&body)?;
+        let refund: Refund = parse(&body, None)?;
         Ok(match refund.status.as_str() {
             // `pending` settles on Stripe's side without anything more from us.
             "succeeded" | "pending" => RefundOutcome::Succeeded {
                 reference: refund.id,
             },
+            "requires_action" => {
+                return Err(ProcessorError::unknown(
+                    NAME,
+                    Some(refund.id),
+                    "refund requires action",
+                ));
+            }
             other => RefundOutcome::Failed {
                 reference: Some(refund.id),
                 failure: Failure::new(
@@ -376,6 +475,13 @@ impl Processor for Stripe {
     ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
         Box::pin(self.refund_inner(request))
     }
+
+    fn lookup<'a>(
+        &'a self,
+        query: &'a ChargeLookup,
+    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>> {
+        Box::pin(self.lookup_inner(query))
+    }
 }
 
 /// Stripe takes keys up to 255 characters; a longer (scoped) key is sent as its SHA-256,
@@ -403,31 +509,53 @@ fn intent_id(reference: &str) -> Result<&str, ProcessorError> {
     }
 }
 
-/// The status and body of an answer, or the failure of a gateway that could not answer:
-/// unreachable, too slow, or failing on its side (5xx).
+/// Why no answer could be read.
+enum NoAnswer {
+    /// Nothing reached Stripe (the connection was refused): provably no effect.
+    NotSent(Failure),
+    /// The request may have reached Stripe: its effect is unknown.
+    Lost(String),
+}
+
+impl NoAnswer {
+    fn detail(self) -> String {
+        match self {
+            NoAnswer::NotSent(f) => f.message,
+            NoAnswer::Lost(detail) => detail,
+        }
+    }
+}
+
+/// The status and body of an answer Stripe gave, or why there is none. A 5xx or 429 is
+/// no answer: Stripe may or may not have acted.
 async fn read(
     sent: Result<reqwest::Response, reqwest::Error>,
-) -> Result<(StatusCode, String), Failure> {
-    let unavailable = |e: reqwest::Error| {
+) -> Result<(StatusCode, String), NoAnswer> {
+    let lost = |e: reqwest::Error| {
+        if e.is_connect() {
+            tracing::warn!(processor = NAME, error = %e, "stripe could not be reached");
+            return NoAnswer::NotSent(Failure::unavailable(
+                "Stripe could not be reached; nothing was charged.",
+            ));
+        }
         let what = if e.is_timeout() {
             "did not answer in time"
-        } else if e.is_connect() {
-            "could not be reached"
         } else {
             "failed to answer"
         };
         tracing::warn!(processor = NAME, error = %e, "stripe {what}");
-        Failure::unavailable(format!("Stripe {what}; try again later."))
+        NoAnswer::Lost(format!("Stripe {what}"))
     };
-    let response = sent.map_err(unavailable)?;
+    let response = sent.map_err(lost)?;
     let status = response.status();
-    if status.is_server_error() {
-        tracing::warn!(processor = NAME, %status, "stripe answered a server error");
-        return Err(Failure::unavailable(format!(
-            "Stripe answered {status}; try again later."
-        )));
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        tracing::warn!(processor = NAME, %status, "stripe gave no answer");
+        return Err(NoAnswer::Lost(format!("Stripe answered {status}")));
     }
-    let body = response.text().await.map_err(unavailable)?;
+    let body = response.text().await.map_err(|e| {
+        tracing::warn!(processor = NAME, error = %e, "stripe's answer could not be read");
+        NoAnswer::Lost("Stripe's answer could not be read".into())
+    })?;
     Ok((status, body))
 }
 
@@ -437,6 +565,15 @@ struct Intent {
     status: String,
     last_payment_error: Option<StripeError>,
     next_action: Option<IntentNextAction>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IntentList {
+    data: Vec<Intent>,
+    #[serde(default)]
+    has_more: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -488,15 +625,18 @@ impl StripeError {
     }
 }
 
-fn unexpected(detail: String) -> ProcessorError {
-    ProcessorError::UnexpectedResponse {
-        processor: NAME.to_owned(),
-        detail,
-    }
-}
-
-fn parse<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, ProcessorError> {
-    serde_json::from_str(body).map_err(|e| unexpected(format!("unreadable body: {e}")))
+/// A 2xx body; unreadable, the outcome is unknown (keeping `reference` if known).
+fn parse<'de, T: Deserialize<'de>>(
+    body: &'de str,
+    reference: Option<&str>,
+) -> Result<T, ProcessorError> {
+    serde_json::from_str(body).map_err(|e| {
+        ProcessorError::unknown(
+            NAME,
+            reference.map(str::to_owned),
+            format!("unreadable body: {e}"),
+        )
+    })
 }
 
 /// A PaymentIntent answer (create or retrieve), mapped to how the charge stands.
@@ -505,7 +645,11 @@ fn intent_outcome(status: StatusCode, body: &str) -> Result<ChargeOutcome, Proce
         return error_outcome(status, body)
             .map(|(reference, failure)| ChargeOutcome::failed(reference, failure));
     }
-    let intent: Intent = parse(body)?;
+    intent_state(parse(body, None)?)
+}
+
+/// How the charge stands by its intent's status.
+fn intent_state(intent: Intent) -> Result<ChargeOutcome, ProcessorError> {
     match intent.status.as_str() {
         "succeeded" => Ok(ChargeOutcome::Succeeded {
             reference: intent.id,
@@ -539,11 +683,17 @@ fn intent_outcome(status: StatusCode, body: &str) -> Result<ChargeOutcome, Proce
             processor: NAME.to_owned(),
             reference: intent.id,
         }),
-        other => Err(unexpected(format!("payment intent status `{other}`"))),
+        other => Err(ProcessorError::unknown(
+            NAME,
+            Some(intent.id.clone()),
+            format!("payment intent status `{other}`"),
+        )),
     }
 }
 
 /// A 4xx answer: a decline or a refused request, with the intent's id when Stripe made one.
+/// A 409 (a request with the same key still running) or a 4xx that is not Stripe's
+/// error shape proves nothing: the outcome is unknown.
 fn error_outcome(
     status: StatusCode,
     body: &str,
@@ -564,16 +714,24 @@ fn error_outcome(
             detail: format!("Stripe answered {status}: check the secret key"),
         });
     }
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return Ok((
-            None,
-            Failure::unavailable("Stripe is rate limiting; try again later."),
+    let reference = error
+        .as_ref()
+        .and_then(|e| e.payment_intent.as_ref())
+        .map(|p| p.id.clone());
+    if matches!(status, StatusCode::CONFLICT | StatusCode::TOO_MANY_REQUESTS) {
+        return Err(ProcessorError::unknown(
+            NAME,
+            reference,
+            format!("Stripe answered {status}"),
         ));
     }
     let Some(error) = error else {
-        return Err(unexpected(format!("{status} without a Stripe error body")));
+        return Err(ProcessorError::unknown(
+            NAME,
+            None,
+            format!("{status} without a Stripe error body"),
+        ));
     };
-    let reference = error.payment_intent.as_ref().map(|p| p.id.clone());
     let failure = match error.kind.as_deref() {
         Some("card_error") => error.failure(),
         _ => Failure::new(
@@ -585,8 +743,7 @@ fn error_outcome(
                 .message
                 .clone()
                 .unwrap_or_else(|| "Stripe refused the request.".into()),
-            // A concurrent request with the same key (409) may be retried.
-            status == StatusCode::CONFLICT,
+            false,
         ),
     };
     Ok((reference, failure))
@@ -638,8 +795,19 @@ mod tests {
         ));
         assert!(matches!(
             intent_outcome(StatusCode::OK, "not json"),
-            Err(ProcessorError::UnexpectedResponse { .. })
+            Err(ProcessorError::OutcomeUnknown {
+                reference: None,
+                ..
+            })
         ));
+        // An unexpected status keeps the intent's id for the reconciler.
+        let unknown = intent_outcome(
+            StatusCode::OK,
+            r#"{"id":"pi_6","status":"requires_capture"}"#,
+        )
+        .unwrap_err();
+        assert!(unknown.is_uncertain());
+        assert_eq!(unknown.reference(), Some("pi_6"));
     }
 
     #[test]
@@ -670,10 +838,13 @@ mod tests {
             too_small.failure().map(|f| (f.code.as_str(), f.retryable)),
             Some(("amount_too_small", false))
         );
-        assert_eq!(
-            outcome(429, "{}").failure().unwrap().code,
-            "processor_unavailable"
-        );
+        for status in [StatusCode::TOO_MANY_REQUESTS, StatusCode::CONFLICT] {
+            assert!(
+                intent_outcome(status, r#"{"error":{"type":"idempotency_error"}}"#)
+                    .unwrap_err()
+                    .is_uncertain()
+            );
+        }
         assert!(matches!(
             intent_outcome(
                 StatusCode::UNAUTHORIZED,

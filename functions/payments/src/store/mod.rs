@@ -11,13 +11,23 @@
 //! refunded): a refund reserves its amount with a conditional write on it, so concurrent
 //! refunds can never together exceed the payment.
 //!
-//! A new payment costs one transaction to start (idempotency lock + the `processing`
-//! payment) and one to finish (outcome + idempotency answer + outbox event).
+//! A payment while `processing` and a refund while `pending` also carry `open_shard` and
+//! `open_since`, the keys of the sparse `open-since` index: the reconciler finds what is
+//! stuck there (16 shards by the id's first character keep the partition cool), never by
+//! a Scan. Settling removes them. Both items keep the `gateway_key` their request was sent
+//! with, so the reconciler asks the gateway with the same key.
+//!
+//! A new payment costs one transaction to start (idempotency lock + user check + the
+//! `processing` payment) and one to finish (outcome + idempotency answer + outbox event).
+
+mod refunds;
+
+use std::collections::HashMap;
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::cursor::{CursorCodec, CursorError, Page};
 use aloft_shared::dynamo::{StoreError, n, s};
-use aloft_shared::idempotency::{IdempotencyStore, Lock};
+use aloft_shared::idempotency::IdempotencyStore;
 use aloft_shared::outbox::{Envelope, Outbox, TransactError};
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
@@ -28,12 +38,25 @@ const PAYMENT_SK: &str = "PAYMENT";
 const REFUND_PREFIX: &str = "REFUND#";
 const INDEX_BY_USER: &str = "by-user";
 const INDEX_BY_USER_STATUS: &str = "by-user-status";
+const INDEX_OPEN: &str = "open-since";
+const OPEN_PAYMENT: &str = "payment";
+const OPEN_REFUND: &str = "refund";
+const SHARDS: &str = "0123456789abcdef";
 pub const EVENT_SOURCE: &str = "aloft.payments";
-/// A refund's final write retries when a concurrent refund moved `amount_refunded`.
-const REFUND_FINISH_ATTEMPTS: usize = 50;
 
 fn payment_pk(id: &str) -> String {
     format!("PAY#{id}")
+}
+
+/// The `open-since` partition of an open payment or refund of payment `id`.
+fn open_shard(kind: &str, id: &str) -> String {
+    let c = id
+        .chars()
+        .next()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| SHARDS.contains(*c))
+        .unwrap_or('0');
+    format!("{kind}#{c}")
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,17 +65,28 @@ struct PaymentItem {
     sk: String,
     user_status: String,
     refundable: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gateway_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_since: Option<String>,
     #[serde(flatten)]
     payment: Payment,
 }
 
 impl PaymentItem {
-    fn new(p: &Payment, refundable: i64) -> Self {
+    /// A new payment: open (`processing`) until its outcome is known.
+    fn new(p: &Payment, gateway_key: &str) -> Self {
+        let open = p.status == PaymentStatus::Processing;
         Self {
             pk: payment_pk(&p.id),
             sk: PAYMENT_SK.into(),
             user_status: user_status(&p.user_id, p.status),
-            refundable,
+            refundable: 0,
+            gateway_key: Some(gateway_key.to_owned()),
+            open_shard: open.then(|| open_shard(OPEN_PAYMENT, &p.id)),
+            open_since: open.then(|| p.created_at.clone()),
             payment: p.clone(),
         }
     }
@@ -62,30 +96,28 @@ fn user_status(user_id: &str, status: PaymentStatus) -> String {
     format!("{user_id}#{}", status.as_str())
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct RefundItem {
-    pk: String,
-    sk: String,
-    #[serde(flatten)]
-    refund: Refund,
-}
-
-impl From<&Refund> for RefundItem {
-    fn from(r: &Refund) -> Self {
-        Self {
-            pk: payment_pk(&r.payment_id),
-            sk: format!("{REFUND_PREFIX}{}#{}", r.created_at, r.id),
-            refund: r.clone(),
-        }
-    }
-}
-
-/// A payment as stored: with its refunds and what is left to refund.
+/// A payment as stored: with its refunds, what is left to refund, and the keys its
+/// requests were sent to the gateway with.
 #[derive(Debug, Clone)]
 pub struct StoredPayment {
     pub payment: Payment,
     pub refunds: Vec<Refund>,
     pub refundable: i64,
+    pub gateway_key: Option<String>,
+    /// Refund id → the key its refund was sent with.
+    pub refund_keys: HashMap<String, String>,
+}
+
+/// Something the reconciler should look at: open longer than it should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stuck {
+    Payment {
+        payment_id: String,
+    },
+    Refund {
+        payment_id: String,
+        refund_id: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +128,12 @@ pub enum PaymentStoreError {
     /// The payment is no longer in the state the write expected.
     #[error("payment changed concurrently")]
     Changed,
+    /// Another request took this one's idempotency lock over: it no longer answers.
+    #[error("idempotency lock taken over")]
+    LockLost,
+    /// The refund was settled by someone else (the reconciler, a resumed request).
+    #[error("refund already settled")]
+    RefundSettled,
     /// The payment names a user that does not exist.
     #[error("no such user")]
     UnknownUser,
@@ -140,7 +178,7 @@ impl PaymentStore {
         }
     }
 
-    /// Reads `PAYMENTS_TABLE`, `USERS_TABLE`, `IDEMPOTENCY_TABLE` and the outbox's variables.
+    /// Reads `PAYMENTS_TABLE`, `USERS_TABLE`, `IDEMPOTENCY_TABLE` and `OUTBOX_TABLE`.
     pub fn from_env(
         sdk: &aloft_shared::aws::SdkConfig,
         cursors: CursorCodec,
@@ -169,33 +207,67 @@ impl PaymentStore {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    fn put_new_payment(&self, p: &Payment) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(PaymentItem::new(p, 0))?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| StoreError::new("payment put", e))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
+    /// Moves the payment from `from` to `next`'s state (status, reference, failure, next
+    /// action), leaving what the move does not own (its gateway key, refund totals) alone.
     fn transition(
         &self,
         next: &Payment,
         from: PaymentStatus,
-        refundable: i64,
     ) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
+        let refundable = if next.status == PaymentStatus::Succeeded {
+            next.amount
+        } else {
+            0
+        };
+        let mut update = Update::builder()
             .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(PaymentItem::new(
-                next, refundable,
-            ))?))
+            .key("pk", s(payment_pk(&next.id)))
+            .key("sk", s(PAYMENT_SK))
             .condition_expression("#status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":status", s(next.status.as_str()))
+            .expression_attribute_values(":us", s(user_status(&next.user_id, next.status)))
+            .expression_attribute_values(":at", s(&next.updated_at))
+            .expression_attribute_values(":refundable", n(refundable));
+        let mut set = vec![
+            "#status = :status".to_owned(),
+            "user_status = :us".to_owned(),
+            "updated_at = :at".to_owned(),
+            "refundable = :refundable".to_owned(),
+        ];
+        let mut remove = Vec::new();
+        let optional: [(&str, aws_sdk_dynamodb::types::AttributeValue); 3] = [
+            (
+                "processor_reference",
+                serde_dynamo::to_attribute_value(&next.processor_reference)?,
+            ),
+            ("failure", serde_dynamo::to_attribute_value(&next.failure)?),
+            (
+                "next_action",
+                serde_dynamo::to_attribute_value(&next.next_action)?,
+            ),
+        ];
+        for (name, value) in optional {
+            if value.is_null() {
+                remove.push(name.to_owned());
+            } else {
+                set.push(format!("{name} = :{name}"));
+                update = update.expression_attribute_values(format!(":{name}"), value);
+            }
+        }
+        if next.status != PaymentStatus::Processing {
+            remove.extend(["open_shard".to_owned(), "open_since".to_owned()]);
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let update = update
+            .update_expression(expression)
             .build()
             .map_err(|e| StoreError::new("payment transition", e))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Runs a transaction through the outbox: `items`, then the records of `events`, as
@@ -231,32 +303,29 @@ impl PaymentStore {
         }
     }
 
-    fn put_refund(
-        &self,
-        refund: &Refund,
-        condition: Option<&str>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(serde_dynamo::to_item(RefundItem::from(refund))?))
-            .set_condition_expression(condition.map(str::to_owned))
-            .build()
-            .map_err(|e| StoreError::new("refund put", e))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    }
-
     /// Takes the idempotency key, checks the user exists and stores the `processing`
-    /// payment, atomically: the first of the two writes a payment costs. A missing user
-    /// cancels it all, so a refused request leaves nothing behind.
+    /// payment with the key its charge is sent with, atomically: the first of the two
+    /// writes a payment costs. A missing user cancels it all, so a refused request leaves
+    /// nothing behind.
     pub async fn begin(
         &self,
         take: TransactWriteItem,
         payment: &Payment,
+        gateway_key: &str,
     ) -> Result<(), PaymentStoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(
+                serde_dynamo::to_item(PaymentItem::new(payment, gateway_key))
+                    .map_err(StoreError::from)?,
+            ))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::new("payment put", e))?;
         let items = vec![
             take,
             self.user_exists(&payment.user_id)?,
-            self.put_new_payment(payment)?,
+            TransactWriteItem::builder().put(put).build(),
         ];
         self.transact(items, &[], |i| match i {
             0 => Some(PaymentStoreError::KeyTaken),
@@ -267,7 +336,8 @@ impl PaymentStore {
     }
 
     /// Moves a payment from `from` to `next`'s state, announcing `event` and, when the
-    /// move answers an idempotent request, storing its answer in the same transaction.
+    /// move answers an idempotent request, storing its answer in the same transaction
+    /// (`LockLost` when that request no longer holds its key).
     pub async fn finish(
         &self,
         next: &Payment,
@@ -275,29 +345,34 @@ impl PaymentStore {
         complete: Option<TransactWriteItem>,
         event: Option<&Envelope>,
     ) -> Result<(), PaymentStoreError> {
-        // The domain's table decides which moves exist; the condition below makes the
-        // move atomic. Staying put (an outcome still unknown) is not a move.
+        // The domain's table decides which moves exist; the condition makes the move
+        // atomic. Staying put (an outcome still unknown) is not a move.
         if next.status != from {
             from.transition(next.status)
                 .map_err(|e| StoreError::new("payment transition", e))?;
         }
-        let refundable = if next.status == PaymentStatus::Succeeded {
-            next.amount
-        } else {
-            0
-        };
-        // The payment's condition goes first so `Changed` is reported for it; the
-        // idempotency answer is conditioned on still holding the key.
-        let mut items = vec![self.transition(next, from, refundable)?];
+        let answers = complete.is_some();
+        let mut items = vec![self.transition(next, from)?];
         items.extend(complete);
         let events: Vec<Envelope> = event.into_iter().cloned().collect();
-        self.transact(items, &events, |_| None).await
+        self.transact(items, &events, |i| {
+            (i == 1 && answers).then_some(PaymentStoreError::LockLost)
+        })
+        .await
+    }
+
+    /// Stores an idempotent request's answer alone (the payment was settled by someone
+    /// else, e.g. the reconciler, while the request's first holder was dead).
+    pub async fn answer(&self, complete: TransactWriteItem) -> Result<(), PaymentStoreError> {
+        self.transact(vec![complete], &[], |_| Some(PaymentStoreError::LockLost))
+            .await
     }
 
     /// The payment with its refunds (one Query).
     pub async fn get(&self, id: &str) -> Result<Option<StoredPayment>, StoreError> {
         let mut payment = None;
         let mut refunds = Vec::new();
+        let mut refund_keys = HashMap::new();
         let mut items = self
             .client
             .query()
@@ -316,17 +391,21 @@ impl PaymentStore {
                 .map(String::as_str)
                 == Some(PAYMENT_SK);
             if is_payment {
-                let p: PaymentItem = serde_dynamo::from_item(item)?;
-                payment = Some((p.payment, p.refundable));
+                payment = Some(serde_dynamo::from_item::<_, PaymentItem>(item)?);
             } else {
-                let r: RefundItem = serde_dynamo::from_item(item)?;
+                let r: refunds::RefundItem = serde_dynamo::from_item(item)?;
+                if let Some(key) = r.gateway_key {
+                    refund_keys.insert(r.refund.id.clone(), key);
+                }
                 refunds.push(r.refund);
             }
         }
-        Ok(payment.map(|(payment, refundable)| StoredPayment {
-            payment,
+        Ok(payment.map(|p| StoredPayment {
+            payment: p.payment,
             refunds,
-            refundable,
+            refundable: p.refundable,
+            gateway_key: p.gateway_key,
+            refund_keys,
         }))
     }
 
@@ -366,130 +445,55 @@ impl PaymentStore {
         Ok(page.map(|i| i.payment))
     }
 
-    /// Takes the idempotency key, records the `pending` refund and reserves its amount
-    /// from what is left to refund: only if `refundable` is still what was read and the
-    /// payment still refundable. One transaction.
-    pub async fn reserve_refund(
-        &self,
-        take: TransactWriteItem,
-        refund: &Refund,
-        refundable_read: i64,
-    ) -> Result<(), PaymentStoreError> {
-        let put = self.put_refund(refund, Some("attribute_not_exists(pk)"))?;
-        let reserve = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(payment_pk(&refund.payment_id)))
-            .key("sk", s(PAYMENT_SK))
-            .update_expression("SET refundable = :left")
-            .condition_expression("refundable = :read AND #status IN (:succeeded, :partial)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":left", n(refundable_read - refund.amount))
-            .expression_attribute_values(":read", n(refundable_read))
-            .expression_attribute_values(":succeeded", s(PaymentStatus::Succeeded.as_str()))
-            .expression_attribute_values(":partial", s(PaymentStatus::PartiallyRefunded.as_str()))
-            .build()
-            .map_err(|e| StoreError::new("refund reserve", e))?;
-        self.transact(
-            vec![
-                take,
-                put,
-                TransactWriteItem::builder().update(reserve).build(),
-            ],
-            &[],
-            |i| (i == 0).then_some(PaymentStoreError::KeyTaken),
-        )
-        .await
-    }
-
-    /// Records a refund the processor accepted: the refund, the payment's refunded total
-    /// and status (partially refunded or refunded), the idempotent answer and the
-    /// `payment.refunded` event. Retries when a concurrent refund moved the total.
-    pub async fn refund_succeeded(
-        &self,
-        refund: &Refund,
-        lock: &Lock,
-        answer: &aloft_shared::idempotency::StoredResponse,
-        updated_at: &str,
-    ) -> Result<Payment, PaymentStoreError> {
-        for _ in 0..REFUND_FINISH_ATTEMPTS {
-            let current = self
-                .get(&refund.payment_id)
-                .await?
-                .ok_or_else(|| StoreError("refunded payment vanished".into()))?;
-            let mut next = current.payment.clone();
-            next.amount_refunded += refund.amount;
-            next.status = PaymentStatus::after_refund(next.amount_refunded, next.amount);
-            next.updated_at = updated_at.to_owned();
-            let update = Update::builder()
-                .table_name(&self.table)
-                .key("pk", s(payment_pk(&refund.payment_id)))
-                .key("sk", s(PAYMENT_SK))
-                .update_expression("SET amount_refunded = :total, #status = :status, user_status = :us, updated_at = :at")
-                .condition_expression("amount_refunded = :before")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":total", n(next.amount_refunded))
-                .expression_attribute_values(":before", n(current.payment.amount_refunded))
-                .expression_attribute_values(":status", s(next.status.as_str()))
-                .expression_attribute_values(":us", s(user_status(&next.user_id, next.status)))
-                .expression_attribute_values(":at", s(updated_at))
-                .build()
-                .map_err(|e| StoreError::new("refund total", e))?;
-            let event = Envelope::new(
-                "payment.refunded",
-                EVENT_SOURCE,
-                serde_json::json!({"payment": &next, "refund": refund}),
-            )?;
-            let refund_put = self.put_refund(refund, None)?;
-            let items = vec![
-                TransactWriteItem::builder().update(update).build(),
-                refund_put,
-                self.idempotency.complete(lock, answer)?,
-            ];
-            match self.transact(items, &[event], |_| None).await {
-                Ok(()) => return Ok(next),
-                Err(PaymentStoreError::Changed) => continue,
-                Err(e) => return Err(e),
+    /// Payments still `processing` and refunds still `pending` since before `cutoff`
+    /// (RFC 3339), oldest first per shard, through the sparse `open-since` index.
+    pub async fn stuck(&self, cutoff: &str) -> Result<Vec<Stuck>, StoreError> {
+        let mut found = Vec::new();
+        for kind in [OPEN_PAYMENT, OPEN_REFUND] {
+            for shard in SHARDS.chars() {
+                let mut items = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(INDEX_OPEN)
+                    .key_condition_expression("open_shard = :shard AND open_since < :cutoff")
+                    .expression_attribute_values(":shard", s(format!("{kind}#{shard}")))
+                    .expression_attribute_values(":cutoff", s(cutoff))
+                    .into_paginator()
+                    .items()
+                    .send();
+                while let Some(item) = items.next().await {
+                    let item = item?;
+                    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                    let (Some(pk), Some(sk)) = (text("pk"), text("sk")) else {
+                        continue;
+                    };
+                    let Some(payment_id) = pk.strip_prefix("PAY#").map(str::to_owned) else {
+                        continue;
+                    };
+                    match sk.strip_prefix(REFUND_PREFIX) {
+                        None => found.push(Stuck::Payment { payment_id }),
+                        Some(rest) => found.push(Stuck::Refund {
+                            payment_id,
+                            refund_id: rest.rsplit('#').next().unwrap_or_default().to_owned(),
+                        }),
+                    }
+                }
             }
         }
-        Err(PaymentStoreError::Changed)
+        Ok(found)
     }
+}
 
-    /// Records a refund whose outcome the processor has not confirmed: it stays
-    /// `pending` and keeps its reservation, so nothing can be refunded twice meanwhile.
-    pub async fn refund_uncertain(
-        &self,
-        refund: &Refund,
-        complete: TransactWriteItem,
-    ) -> Result<(), PaymentStoreError> {
-        let refund_put = self.put_refund(refund, None)?;
-        self.transact(vec![refund_put, complete], &[], |_| None)
-            .await
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Records a refund the processor refused, and gives its amount back.
-    pub async fn refund_failed(
-        &self,
-        refund: &Refund,
-        complete: TransactWriteItem,
-    ) -> Result<(), PaymentStoreError> {
-        let release = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(payment_pk(&refund.payment_id)))
-            .key("sk", s(PAYMENT_SK))
-            .update_expression("ADD refundable :amount")
-            .expression_attribute_values(":amount", n(refund.amount))
-            .build()
-            .map_err(|e| StoreError::new("refund release", e))?;
-        let refund_put = self.put_refund(refund, None)?;
-        self.transact(
-            vec![
-                TransactWriteItem::builder().update(release).build(),
-                refund_put,
-                complete,
-            ],
-            &[],
-            |_| None,
-        )
-        .await
+    #[test]
+    fn open_items_spread_over_sixteen_shards() {
+        assert_eq!(open_shard(OPEN_PAYMENT, "3f2a"), "payment#3");
+        assert_eq!(open_shard(OPEN_REFUND, "Abc"), "refund#a");
+        assert_eq!(open_shard(OPEN_PAYMENT, "zz"), "payment#0");
+        assert_eq!(open_shard(OPEN_PAYMENT, ""), "payment#0");
     }
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use aloft_payments::api::PaymentsApi;
 use aloft_payments::processor::ProcessorRegistry;
 use aloft_payments::processor::sandbox::{Ledger, Sandbox};
+use aloft_payments::service::Payments;
 use aloft_payments::store::{PaymentStore, PaymentTables};
 use aloft_shared::cursor::CursorCodec;
 use aloft_shared::http::{EventResponse, handle_event, sample_event};
@@ -32,7 +32,7 @@ pub async fn stack() -> Stack {
 
 impl Stack {
     /// The payments API whose store talks through `client` (e.g. a counting one).
-    pub fn api(&self, client: aws_sdk_dynamodb::Client) -> PaymentsApi {
+    pub fn api(&self, client: aws_sdk_dynamodb::Client) -> Payments {
         let outbox = Outbox::new(client.clone(), "OutboxTable".into());
         let store = PaymentStore::new(
             client,
@@ -51,7 +51,7 @@ impl Stack {
                 "SandboxLedgerTable",
             ))
         };
-        PaymentsApi {
+        Payments {
             store,
             processors: ProcessorRegistry::new(vec![
                 Arc::new(Sandbox::card(ledger())),
@@ -86,7 +86,7 @@ impl Stack {
 
 /// Sends `events/http/<file>` (edited) into the payments router.
 pub async fn send(
-    api: PaymentsApi,
+    api: Payments,
     file: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> EventResponse {
