@@ -9,7 +9,6 @@
 //! | authorizer says `isAuthorized: false`       | 403    | `{"message":"Forbidden"}`          |
 //! | authorizer or function fails or times out   | 500    | `{"message":"Internal Server Error"}` |
 //!
-//! Plus the local-only control routes under `/_local/` (never deployed).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
@@ -148,44 +146,30 @@ enum Verdict {
     Deny,
 }
 
-pub struct ScheduleTarget {
-    pub name: String,
-    pub event: String,
-    pub expression: String,
-    pub function: Arc<Function>,
-}
-
 pub struct Gateway {
     pub routes: Vec<Route>,
     pub authorizer: Option<Authorizer>,
-    pub schedules: Vec<ScheduleTarget>,
     pub region: String,
     cache: Mutex<HashMap<String, (Instant, Arc<Verdict>)>>,
 }
 
 impl Gateway {
-    pub fn new(
-        routes: Vec<Route>,
-        authorizer: Option<Authorizer>,
-        schedules: Vec<ScheduleTarget>,
-        region: String,
-    ) -> Arc<Self> {
+    pub fn new(routes: Vec<Route>, authorizer: Option<Authorizer>, region: String) -> Arc<Self> {
         Arc::new(Self {
             routes,
             authorizer,
-            schedules,
             region,
             cache: Mutex::new(HashMap::new()),
         })
     }
 
+    /// Route keys (`GET /users/{id}`), for `/_local/ready`.
+    pub fn route_keys(&self) -> Vec<String> {
+        self.routes.iter().map(|r| r.route_key.clone()).collect()
+    }
+
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
-            .route("/_local/ready", get(ready))
-            .route("/_local/schedules/fire", post(fire_all))
-            .route("/_local/schedules/{name}/fire", post(fire_one))
-            .fallback(handle)
-            .with_state(self)
+        Router::new().fallback(handle).with_state(self)
     }
 
     fn route(&self, method: &str, path: &str) -> Option<(&Route, HashMap<String, String>)> {
@@ -251,63 +235,6 @@ impl Gateway {
         }
         Ok(verdict)
     }
-
-    async fn fire(&self, schedule: &ScheduleTarget) -> Value {
-        let now = time::OffsetDateTime::now_utc();
-        let event = json!({
-            "version": "0",
-            "id": uuid::Uuid::new_v4().to_string(),
-            "detail-type": "Scheduled Event",
-            "source": "aws.events",
-            "account": ACCOUNT,
-            "time": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            "region": self.region,
-            "resources": [format!("arn:aws:events:{}:{ACCOUNT}:rule/{}", self.region, schedule.name)],
-            "detail": {}
-        });
-        let started = Instant::now();
-        let outcome = schedule
-            .function
-            .invoke(Bytes::from(event.to_string()))
-            .await;
-        let elapsed = started.elapsed().as_millis() as u64;
-        match outcome {
-            Outcome::Response(body) => json!({
-                "schedule": schedule.name,
-                "function": schedule.function.name(),
-                "status": "succeeded",
-                "duration_ms": elapsed,
-                "result": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
-            }),
-            Outcome::Error(error) => json!({
-                "schedule": schedule.name,
-                "function": schedule.function.name(),
-                "status": "failed",
-                "duration_ms": elapsed,
-                "error": error,
-            }),
-        }
-    }
-
-    /// Fires `schedule` every `every` until the process ends (first firing after one
-    /// period, as EventBridge does for a new rule).
-    pub fn run_schedule(self: &Arc<Self>, index: usize, every: Duration) {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            loop {
-                ticks.tick().await;
-                let schedule = &this.schedules[index];
-                let result = this.fire(schedule).await;
-                if result["status"] != "succeeded" {
-                    eprintln!(
-                        "[aloft-local] schedule {} failed: {}",
-                        schedule.name, result["error"]
-                    );
-                }
-            }
-        });
-    }
 }
 
 fn log_failure(function: &str, outcome: &Outcome) {
@@ -323,44 +250,6 @@ fn message(status: StatusCode, text: &str) -> Response {
         json!({"message": text}).to_string(),
     )
         .into_response()
-}
-
-async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
-    axum::Json(json!({
-        "routes": gw.routes.iter().map(|r| &r.route_key).collect::<Vec<_>>(),
-        "schedules": gw.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
-    }))
-    .into_response()
-}
-
-async fn fire_all(State(gw): State<Arc<Gateway>>) -> Response {
-    let results = futures::future::join_all(gw.schedules.iter().map(|s| gw.fire(s))).await;
-    axum::Json(json!({ "fired": results })).into_response()
-}
-
-async fn fire_one(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
-    // The full `<Function>.<Event>` name, or just the event's name when that is unique.
-    let matching: Vec<_> = gw
-        .schedules
-        .iter()
-        .filter(|s| s.name == name || s.event == name)
-        .collect();
-    match matching.as_slice() {
-        [one] => axum::Json(json!({ "fired": [gw.fire(one).await] })).into_response(),
-        [] => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({
-                "message": format!("no schedule named {name}"),
-                "schedules": gw.schedules.iter().map(|s| format!("{} ({})", s.name, s.expression)).collect::<Vec<_>>(),
-            })),
-        )
-            .into_response(),
-        _ => (
-            StatusCode::CONFLICT,
-            axum::Json(json!({"message": format!("{name} names several schedules; use <Function>.<Event>")})),
-        )
-            .into_response(),
-    }
 }
 
 /// Header map → payload 2.0 `headers` (lower-case names, repeated values comma-joined)

@@ -3,16 +3,19 @@
 //! Creates the template's tables, queues and secrets in the AWS endpoint given
 //! (moto's server), starts every function as its own built binary behind a local Lambda
 //! Runtime API, serves the HTTP API as API Gateway would (authorizer and its cache
-//! included), forwards EMF metrics to CloudWatch and fires the template's schedules.
+//! included), runs the event-source mappings (DynamoDB streams, SQS queues), forwards EMF
+//! metrics to CloudWatch and fires the template's schedules.
 //!
 //!   aloft-local --template template.yaml --bin-dir target/debug --port 3000 \
 //!     --endpoint http://127.0.0.1:5000 [--parameter-overrides K=V ...] \
 //!     [--concurrency 10] [--schedules auto|manual]
 
+mod event_sources;
 mod gateway;
 mod logs;
 mod provision;
 mod runtime;
+mod schedules;
 mod template;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,15 +25,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_config::BehaviorVersion;
+use axum::routing::get;
+use clap::{Parser, ValueEnum};
+use serde_json::json;
 
-use crate::gateway::{Authorizer, Gateway, Route, ScheduleTarget};
+use crate::event_sources::EventSources;
+use crate::gateway::{Authorizer, Gateway, Route};
 use crate::logs::LogSink;
 use crate::provision::{ACCOUNT, Clients};
 use crate::runtime::{Function, FunctionConfig};
+use crate::schedules::{ScheduleTarget, Schedules};
 use crate::template::Template;
-
-const USAGE: &str = "usage: aloft-local --template FILE --bin-dir DIR --port PORT --endpoint URL \
-[--parameter-overrides K=V ...] [--concurrency N] [--schedules auto|manual]";
 
 /// Variables the sandbox gets from the Lambda service rather than the template: the
 /// region, credentials and (locally) the endpoint.
@@ -40,75 +45,51 @@ const PASSED_THROUGH: &[&str] = &[
     "AWS_SESSION_TOKEN",
 ];
 
+/// Runs the whole platform on one machine, from template.yaml.
+#[derive(Debug, Parser)]
+#[command(name = "aloft-local", version, about)]
 struct Args {
+    /// The SAM template to run (the single source of truth).
+    #[arg(long)]
     template: PathBuf,
+    /// Where the functions' built binaries are (`target/debug`).
+    #[arg(long)]
     bin_dir: PathBuf,
+    /// The port of the HTTP API and the `/_local/*` control routes.
+    #[arg(long, default_value_t = 3000)]
     port: u16,
+    /// The AWS endpoint (moto's server).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
     endpoint: String,
-    overrides: HashMap<String, String>,
+    /// Template parameters, as `K=V` pairs (several after one flag, or the flag repeated).
+    #[arg(long = "parameter-overrides", num_args = 1.., value_parser = parse_override)]
+    overrides: Vec<(String, String)>,
+    /// Processes per function at most, unless it sets ReservedConcurrentExecutions.
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     concurrency: usize,
-    auto_schedules: bool,
+    /// `auto` fires `rate(…)` schedules on time; `manual` only on POST
+    /// /_local/schedules/…/fire. Event-source mappings run either way.
+    #[arg(long, value_enum, default_value_t = ScheduleMode::Auto)]
+    schedules: ScheduleMode,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut template = None;
-    let mut bin_dir = None;
-    let mut port = 3000;
-    let mut endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-    let mut overrides = HashMap::new();
-    let mut concurrency = 10;
-    let mut auto_schedules = true;
-    let mut args = std::env::args().skip(1).peekable();
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--template" => template = Some(PathBuf::from(value()?)),
-            "--bin-dir" => bin_dir = Some(PathBuf::from(value()?)),
-            "--port" => port = value()?.parse().context("--port must be a port number")?,
-            "--endpoint" => endpoint = Some(value()?),
-            "--concurrency" => {
-                concurrency = value()?.parse().context("--concurrency must be a number")?
-            }
-            "--schedules" => {
-                auto_schedules = match value()?.as_str() {
-                    "auto" => true,
-                    "manual" => false,
-                    other => bail!("--schedules must be auto or manual, not {other}"),
-                }
-            }
-            "--parameter-overrides" => {
-                let first = value()?;
-                let mut pairs = vec![first];
-                while let Some(next) = args.next_if(|a| !a.starts_with("--")) {
-                    pairs.push(next);
-                }
-                for pair in pairs {
-                    let (k, v) = pair
-                        .split_once('=')
-                        .with_context(|| format!("--parameter-overrides takes K=V, not {pair}"))?;
-                    overrides.insert(k.to_owned(), v.to_owned());
-                }
-            }
-            "-h" | "--help" => bail!("{USAGE}"),
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ScheduleMode {
+    Auto,
+    Manual,
+}
+
+fn parse_override(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected K=V, not {pair}"))
+}
+
+fn at_least_one(n: &str) -> Result<usize, String> {
+    match n.parse() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number, at least 1".into()),
     }
-    if concurrency == 0 {
-        bail!("--concurrency must be at least 1");
-    }
-    Ok(Args {
-        template: template.with_context(|| format!("--template is required\n{USAGE}"))?,
-        bin_dir: bin_dir.with_context(|| format!("--bin-dir is required\n{USAGE}"))?,
-        port,
-        endpoint: endpoint
-            .with_context(|| format!("--endpoint (or AWS_ENDPOINT_URL) is required\n{USAGE}"))?,
-        overrides,
-        concurrency,
-        auto_schedules,
-    })
 }
 
 #[tokio::main]
@@ -120,10 +101,11 @@ async fn main() {
 }
 
 async fn run() -> Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let text = std::fs::read_to_string(&args.template)
         .with_context(|| format!("reading {}", args.template.display()))?;
-    let template = Template::parse(&text, &args.overrides)?;
+    let overrides: HashMap<_, _> = args.overrides.iter().cloned().collect();
+    let template = Template::parse(&text, &overrides)?;
 
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -208,20 +190,20 @@ async fn run() -> Result<()> {
         ));
     }
     let specs = template.schedules()?;
-    let mut schedules = Vec::new();
+    let mut targets = Vec::new();
     for s in &specs {
-        schedules.push(ScheduleTarget {
+        targets.push(ScheduleTarget {
             name: s.name.clone(),
             event: s.event.clone(),
             expression: s.expression.clone(),
             function: function(&s.function)?,
         });
     }
-    let gateway = Gateway::new(routes, authorizer, schedules, region.clone());
-    if args.auto_schedules {
+    let schedules = Schedules::new(targets, region.clone());
+    if args.schedules == ScheduleMode::Auto {
         for (i, s) in specs.iter().enumerate() {
             match s.every {
-                Some(every) => gateway.run_schedule(i, every),
+                Some(every) => schedules.run(i, every),
                 None => println!(
                     "[aloft-local] schedule {} ({}) fires only on POST /_local/schedules/{}/fire",
                     s.name, s.expression, s.name
@@ -229,14 +211,40 @@ async fn run() -> Result<()> {
             }
         }
     }
+    // Event-source mappings always run: they are how records reach their functions.
+    let sources = EventSources::start(
+        &template.event_sources()?,
+        &resolver,
+        &functions,
+        &event_sources::Clients {
+            streams: aws_sdk_dynamodbstreams::Client::new(&sdk),
+            sqs: clients.sqs.clone(),
+        },
+    )
+    .await?;
+    let gateway = Gateway::new(routes, authorizer, region.clone());
+    let ready = json!({
+        "routes": gateway.route_keys(),
+        "schedules": schedules.names(),
+        "event_sources": sources.names(),
+    });
+    let app = axum::Router::new()
+        .route(
+            "/_local/ready",
+            get(move || async move { axum::Json(ready) }),
+        )
+        .merge(schedules.router())
+        .merge(Arc::clone(&sources).router())
+        .merge(gateway.router());
 
     let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("port {} is taken; set ALOFT_PORT to another", args.port))?;
     println!(
-        "[aloft-local] serving {} routes and {} schedules on http://127.0.0.1:{}",
+        "[aloft-local] serving {} routes, {} schedules and {} event sources on http://127.0.0.1:{}",
         template.routes()?.len(),
         specs.len(),
+        sources.names().len(),
         args.port
     );
     let shutdown = async {
@@ -250,7 +258,7 @@ async fn run() -> Result<()> {
     // Stop on the first signal without waiting for requests in flight (a hung function
     // must not make Ctrl-C useless); the children are stopped below either way.
     tokio::select! {
-        served = axum::serve(api_listener, gateway.router()) => served?,
+        served = axum::serve(api_listener, app) => served?,
         () = shutdown => {}
     }
     for f in functions.values() {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use rand::Rng;
@@ -26,6 +27,8 @@ pub struct Resolver {
     parameters: HashMap<String, String>,
     refs: HashMap<String, String>,
     arns: HashMap<String, String>,
+    /// `!GetAtt Table.StreamArn`: the table's latest stream, for tables with one.
+    stream_arns: HashMap<String, String>,
 }
 
 impl Resolver {
@@ -54,7 +57,12 @@ impl Resolver {
                 .get(id)
                 .cloned()
                 .ok_or_else(|| anyhow!("!GetAtt {path}: no such resource")),
-            _ => bail!("!GetAtt {path}: only .Arn is emulated"),
+            "StreamArn" => {
+                self.stream_arns.get(id).cloned().ok_or_else(|| {
+                    anyhow!("!GetAtt {path}: no table {id} with a StreamSpecification")
+                })
+            }
+            _ => bail!("!GetAtt {path}: only .Arn and .StreamArn are emulated"),
         }
     }
 
@@ -134,9 +142,12 @@ pub async fn provision(template: &Template, clients: &Clients, region: &str) -> 
     }
     for t in template.of_kind("AWS::DynamoDB::Table") {
         let name = physical_name(&t.properties, "TableName", &t.logical_id)?;
-        create_table(&clients.dynamodb, &name, &t.properties)
+        let stream = create_table(&clients.dynamodb, &name, &t.properties)
             .await
             .with_context(|| format!("creating table {}", t.logical_id))?;
+        if let Some(arn) = stream {
+            r.stream_arns.insert(t.logical_id.clone(), arn);
+        }
         r.arns.insert(
             t.logical_id.clone(),
             format!("arn:aws:dynamodb:{region}:{ACCOUNT}:table/{name}"),
@@ -265,12 +276,38 @@ fn projection(v: &Value) -> Result<Projection> {
     Ok(p.build())
 }
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, props: &Value) -> Result<()> {
+/// The table's `StreamSpecification`, if it has one (`StreamEnabled` is implied, as in
+/// CloudFormation).
+fn stream_specification(props: &Value) -> Result<Option<StreamSpecification>> {
+    let Some(spec) = props.get("StreamSpecification") else {
+        return Ok(None);
+    };
+    let view = scalar(
+        spec.get("StreamViewType")
+            .context("StreamSpecification needs StreamViewType")?,
+    )?;
+    Ok(Some(
+        StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::from(view.as_str()))
+            .build()?,
+    ))
+}
+
+/// Creates the table (or keeps the one a previous run created) and returns its latest
+/// stream ARN when the template gives it a stream.
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    props: &Value,
+) -> Result<Option<String>> {
+    let stream = stream_specification(props)?;
     let mut req = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(key_schema(&props["KeySchema"])?));
+        .set_key_schema(Some(key_schema(&props["KeySchema"])?))
+        .set_stream_specification(stream.clone());
     for a in props["AttributeDefinitions"]
         .as_sequence()
         .context("AttributeDefinitions must be a list")?
@@ -325,5 +362,20 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, props: &Val
                 .map_err(|e| anyhow!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
         }
     }
-    Ok(())
+    if stream.is_none() {
+        return Ok(None);
+    }
+    let table = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| anyhow!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?
+        .table;
+    let arn = table.and_then(|t| t.latest_stream_arn).with_context(|| {
+        format!(
+            "table {name} exists without the stream the template gives it; restart the AWS endpoint"
+        )
+    })?;
+    Ok(Some(arn))
 }

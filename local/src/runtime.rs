@@ -99,6 +99,20 @@ impl Function {
         &self.config.name
     }
 
+    pub fn arn(&self) -> &str {
+        &self.config.arn
+    }
+
+    /// How many processes of this function may run at once (its concurrency).
+    pub fn max_instances(&self) -> usize {
+        self.config.max_instances
+    }
+
+    /// A line in the function's log from aloft-local (e.g. an event source's doing).
+    pub fn log(&self, message: &str) {
+        self.logs.system(&self.config.name, message);
+    }
+
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
         // A panic while holding the lock leaves the pool consistent enough to go on.
         self.pool.lock().unwrap_or_else(|e| e.into_inner())

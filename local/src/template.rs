@@ -37,6 +37,21 @@ pub struct Schedule {
     pub every: Option<Duration>,
 }
 
+/// A function's `DynamoDB` or `SQS` event: an event-source mapping, properties unresolved
+/// (see `event_sources::config` for what they mean).
+#[derive(Debug, Clone)]
+pub struct EventSourceDef {
+    /// `<Function>.<Event>`, as in the template.
+    pub name: String,
+    pub function: String,
+    /// `DynamoDB` or `SQS`.
+    pub kind: String,
+    pub properties: Value,
+}
+
+/// The event types local/ emulates; any other is refused at start-up.
+const KNOWN_EVENT_TYPES: &[&str] = &["HttpApi", "Schedule", "DynamoDB", "SQS"];
+
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
     pub name: String,
@@ -223,6 +238,40 @@ impl Template {
         Ok(out)
     }
 
+    /// Every `DynamoDB` and `SQS` event of every function. Fails on an event type local/
+    /// does not emulate, so such a template change is noticed at start-up.
+    pub fn event_sources(&self) -> Result<Vec<EventSourceDef>> {
+        for (id, r) in &self.resources {
+            let events = r
+                .get("Properties")
+                .and_then(|p| p.get("Events"))
+                .and_then(Value::as_mapping);
+            for (name, e) in events.into_iter().flatten() {
+                let kind = e.get("Type").and_then(Value::as_str).unwrap_or_default();
+                if !KNOWN_EVENT_TYPES.contains(&kind) {
+                    bail!(
+                        "{}.{}: event type `{kind}` is not emulated locally (only {})",
+                        id.as_str().unwrap_or_default(),
+                        name.as_str().unwrap_or_default(),
+                        KNOWN_EVENT_TYPES.join(", ")
+                    );
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for kind in ["DynamoDB", "SQS"] {
+            for (function, event, properties) in self.events(kind) {
+                out.push(EventSourceDef {
+                    name: format!("{function}.{event}"),
+                    function,
+                    kind: kind.to_owned(),
+                    properties,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn events(&self, kind: &str) -> Vec<(String, String, Value)> {
         let mut out = Vec::new();
         for (id, r) in &self.resources {
@@ -379,6 +428,30 @@ mod tests {
         assert_eq!(auth.function, "AuthorizerFunction");
         assert!(!t.schedules().unwrap().is_empty());
         assert_eq!(t.parameters["AuthorizerCacheTtlSeconds"], "300");
+        let sources = t.event_sources().unwrap();
+        let relay = sources
+            .iter()
+            .find(|s| s.name == "OutboxRelayFunction.OutboxStream")
+            .unwrap();
+        assert_eq!(relay.kind, "DynamoDB");
+        assert_eq!(relay.function, "OutboxRelayFunction");
+    }
+
+    #[test]
+    fn unknown_event_types_are_refused() {
+        let text = r#"
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Events:
+        Bus:
+          Type: EventBridgeRule
+          Properties: {}
+"#;
+        let t = Template::parse(text, &HashMap::new()).unwrap();
+        let e = t.event_sources().unwrap_err().to_string();
+        assert!(e.contains("F.Bus") && e.contains("EventBridgeRule"), "{e}");
     }
 
     #[test]
