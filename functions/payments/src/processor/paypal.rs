@@ -203,20 +203,21 @@ enum NoAnswer {
     NotSent(Failure),
     /// A money request may have reached PayPal: its effect is unknown.
     Lost(String),
-}
-
-impl NoAnswer {
-    fn detail(self) -> String {
-        match self {
-            NoAnswer::NotSent(f) => f.message,
-            NoAnswer::Lost(detail) => detail,
-        }
-    }
+    /// PayPal refused the client credentials: nothing was sent, an operator must act.
+    Credentials(String),
 }
 
 /// What went wrong, turned into an error that keeps `reference`.
 fn unknown(reference: Option<&str>) -> impl FnOnce(NoAnswer) -> ProcessorError + '_ {
-    move |e| ProcessorError::unknown(NAME, reference.map(str::to_owned), e.detail())
+    move |e| match e {
+        NoAnswer::Credentials(detail) => misconfigured(detail),
+        NoAnswer::NotSent(f) => {
+            ProcessorError::unknown(NAME, reference.map(str::to_owned), f.message)
+        }
+        NoAnswer::Lost(detail) => {
+            ProcessorError::unknown(NAME, reference.map(str::to_owned), detail)
+        }
+    }
 }
 
 impl PayPal {
@@ -256,6 +257,11 @@ impl PayPal {
             .await
             .map_err(|e| not_sent(e.to_string()))?;
         let status = response.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(NoAnswer::Credentials(format!(
+                "PayPal refused the client credentials ({status})"
+            )));
+        }
         if !status.is_success() {
             return Err(not_sent(format!("token endpoint answered {status}")));
         }
@@ -364,7 +370,7 @@ impl PayPal {
         let (status, text) = match sent {
             Ok(answer) => answer,
             Err(NoAnswer::NotSent(failure)) => return Ok(ChargeOutcome::failed(None, failure)),
-            Err(lost) => return Err(unknown(None)(lost)),
+            Err(other) => return Err(unknown(None)(other)),
         };
         if !status.is_success() {
             return refusal(status, &text, None).map(|f| ChargeOutcome::failed(None, f));
@@ -496,7 +502,7 @@ impl PayPal {
         let (status, text) = match sent {
             Ok(answer) => answer,
             Err(NoAnswer::NotSent(failure)) => return not_sent(failure),
-            Err(lost) => return Err(unknown(None)(lost)),
+            Err(other) => return Err(unknown(None)(other)),
         };
         if !status.is_success() {
             return refusal(status, &text, None).map(|failure| RefundOutcome::Failed {

@@ -33,8 +33,26 @@ pub async fn stack() -> Stack {
 impl Stack {
     /// The payments API whose store talks through `client` (e.g. a counting one).
     pub fn api(&self, client: aws_sdk_dynamodb::Client) -> Payments {
+        // The gateway's own ledger is not the payment's cost: a client of its own.
+        let ledger = || {
+            Some(Ledger::new(
+                aloft_shared::aws::dynamodb(&self.sdk),
+                "SandboxLedgerTable",
+            ))
+        };
+        self.api_with(
+            client,
+            ProcessorRegistry::new(vec![
+                Arc::new(Sandbox::card(ledger())),
+                Arc::new(Sandbox::paypal(ledger())),
+            ]),
+        )
+    }
+
+    /// The payments store on the stack's tables.
+    pub fn store(&self, client: aws_sdk_dynamodb::Client) -> PaymentStore {
         let outbox = Outbox::new(client.clone(), "OutboxTable".into());
-        let store = PaymentStore::new(
+        PaymentStore::new(
             client,
             PaymentTables {
                 payments: "PaymentsTable".into(),
@@ -43,20 +61,18 @@ impl Stack {
             },
             outbox,
             CursorCodec::new(&self.master),
-        );
-        // The gateway's own ledger is not the payment's cost: a client of its own.
-        let ledger = || {
-            Some(Ledger::new(
-                aloft_shared::aws::dynamodb(&self.sdk),
-                "SandboxLedgerTable",
-            ))
-        };
+        )
+    }
+
+    /// The payments API with these processors.
+    pub fn api_with(
+        &self,
+        client: aws_sdk_dynamodb::Client,
+        processors: ProcessorRegistry,
+    ) -> Payments {
         Payments {
-            store,
-            processors: ProcessorRegistry::new(vec![
-                Arc::new(Sandbox::card(ledger())),
-                Arc::new(Sandbox::paypal(ledger())),
-            ]),
+            store: self.store(client),
+            processors,
             fingerprint_key: self.master.derive("card-fingerprint"),
             idempotency_key: self.master.derive("idempotency"),
         }
@@ -102,4 +118,14 @@ pub fn create_for(user_id: &str) -> impl FnOnce(&mut serde_json::Value) + '_ {
         e["body"] = body.to_string().into();
         e["headers"]["idempotency-key"] = uuid::Uuid::new_v4().to_string().into();
     }
+}
+
+pub type Response = EventResponse;
+
+/// The problem `type` slug of a problem+json body.
+pub fn problem(body: &serde_json::Value) -> &str {
+    body["type"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("urn:aloft:problem:"))
+        .unwrap_or_default()
 }
