@@ -61,8 +61,12 @@ cargo build --quiet --workspace --bins
 pids+=($!)
 wait_for "$AWS_ENDPOINT_URL/moto-api/" "moto" "${pids[-1]}" "$state/moto.log"
 
+params=()
+[ -n "$ttl" ] && params+=("AuthorizerCacheTtlSeconds=$ttl")
+# Local webhook receivers listen on loopback, which the deployed default refuses.
+grep -q '^  WebhookAllowPrivateUrls:' template.yaml && params+=("WebhookAllowPrivateUrls=true")
 overrides=()
-[ -n "$ttl" ] && overrides=(--parameter-overrides "AuthorizerCacheTtlSeconds=$ttl")
+[ ${#params[@]} -gt 0 ] && overrides=(--parameter-overrides "${params[@]}")
 local_log="$state/local.log"
 if [ "$mode" = test ]; then
   target/debug/aloft-local --template template.yaml --bin-dir target/debug --port "$port" \

@@ -114,7 +114,14 @@ impl Mapping {
         }
     }
 
-    fn note_invocation(&self, failed: Option<String>) {
+    /// Counts an invocation with `batch` (described for the log) and logs it in the
+    /// function's log, as Lambda's REPORT line would.
+    fn note_invocation(&self, function: &Function, batch: &str, failed: Option<String>) {
+        let outcome = match &failed {
+            None => "succeeded".to_owned(),
+            Some(e) => format!("failed: {e}"),
+        };
+        function.log(&format!("event source {}: {batch}: {outcome}", self.name));
         let mut s = self.stats();
         s.invocations += 1;
         if let Some(error) = failed {

@@ -61,6 +61,17 @@ pub fn judge(response: Option<&[u8]>, report: bool, ids: &[&str]) -> Verdict {
     Verdict::ItemsFailed(failed)
 }
 
+/// Why an invocation counts as failed (for the log and `last_error`), or `None`.
+/// `error` is the function's error, if the invocation itself failed.
+pub fn failure(error: Option<&serde_json::Value>, verdict: &Verdict) -> Option<String> {
+    match (error, verdict) {
+        (Some(e), _) => Some(e.to_string()),
+        (None, Verdict::AllDone) => None,
+        (None, Verdict::ItemsFailed(f)) => Some(format!("reported {} failed item(s)", f.len())),
+        (None, Verdict::BatchFailed) => Some("malformed batchItemFailures".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 
 use super::Mapping;
 use super::config::QueueConfig;
-use super::response::{Verdict, judge};
+use super::response::{Verdict, failure, judge};
 use super::sqs_event::{event, to_delete};
 use crate::runtime::{Function, Outcome};
 
@@ -128,12 +128,13 @@ impl QueuePoller {
             Outcome::Response(body) => judge(Some(body), self.config.report_item_failures, &ids),
             Outcome::Error(_) => Verdict::BatchFailed,
         };
-        self.mapping.note_invocation(match (&outcome, &verdict) {
-            (Outcome::Error(e), _) => Some(e.to_string()),
-            (_, Verdict::ItemsFailed(f)) => Some(format!("reported {} failed message(s)", f.len())),
-            (_, Verdict::BatchFailed) => Some("malformed batchItemFailures".to_owned()),
-            (_, Verdict::AllDone) => None,
-        });
+        let error = match &outcome {
+            Outcome::Error(e) => Some(e),
+            Outcome::Response(_) => None,
+        };
+        let batch = format!("{} message(s)", messages.len());
+        self.mapping
+            .note_invocation(&self.function, &batch, failure(error, &verdict));
         let done = to_delete(&ids, &verdict);
         self.mapping.note_processed(done.len());
         for chunk in done.chunks(MAX_RECEIVE) {

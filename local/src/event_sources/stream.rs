@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use time::OffsetDateTime;
 
 use super::config::{StartingPosition, StreamConfig};
-use super::response::{Verdict, judge};
+use super::response::{Verdict, failure, judge};
 use super::stream_event::{Discarded, StreamRecord, event, invocation_record};
 use super::stream_plan::{Plan, Policy, Result as Tried, Step};
 use super::{Clients, Mapping};
@@ -309,8 +309,16 @@ impl StreamPoller {
                     judge(Some(body), self.config.report_item_failures, &ids),
                     None,
                 ),
-                Outcome::Error(e) => (Verdict::BatchFailed, Some(e.to_string())),
+                Outcome::Error(e) => (Verdict::BatchFailed, Some(e)),
             };
+            let described = format!(
+                "{} record(s) of {shard}, {}..{}",
+                ids.len(),
+                ids.first().unwrap_or(&""),
+                ids.last().unwrap_or(&"")
+            );
+            self.mapping
+                .note_invocation(&self.function, &described, failure(error, &verdict));
             let tried = match &verdict {
                 Verdict::AllDone => Tried::AllDone,
                 Verdict::ItemsFailed(failed) => Tried::FailedFrom(
@@ -320,15 +328,6 @@ impl StreamPoller {
                 ),
                 Verdict::BatchFailed => Tried::Error,
             };
-            let failure = match (&verdict, error) {
-                (Verdict::AllDone, _) => None,
-                (_, Some(e)) => Some(e),
-                (Verdict::ItemsFailed(f), None) => {
-                    Some(format!("reported {} failed record(s)", f.len()))
-                }
-                (Verdict::BatchFailed, None) => Some("malformed batchItemFailures".to_owned()),
-            };
-            self.mapping.note_invocation(failure);
             let steps = plan.record(tried);
             self.apply(shard, records, &mut done, steps).await;
         }
