@@ -16,6 +16,7 @@
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::dynamo::{StoreError, n, s};
+use aloft_shared::keys::{INSTANCE_SK_PREFIX as INSTANCE_PREFIX, service_pk};
 use aloft_shared::outbox::{Envelope, Outbox};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
@@ -32,13 +33,8 @@ const INDEX_CHECKS: &str = "checks";
 const EXPIRY_SHARD: &str = "lease";
 const CHECK_SHARD: &str = "check";
 const SERVICE_SK: &str = "#SERVICE";
-const INSTANCE_PREFIX: &str = "INST#";
 const DEPENDENT_PREFIX: &str = "DEPENDENT#";
 const EVENT_SOURCE: &str = "aloft.registry";
-
-fn service_pk(name: &str) -> String {
-    format!("SVC#{name}")
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct InstanceItem {
