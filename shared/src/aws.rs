@@ -2,9 +2,23 @@
 //!
 //! `aws_config` honours `AWS_ENDPOINT_URL`, so the same code talks to moto locally and
 //! to AWS when deployed; nothing here knows which.
+//!
+//! Every client built here carries one interceptor that times its calls, so a request's
+//! latency splits into time inside DynamoDB, SQS and other AWS calls, and the rest
+//! ([`measure_calls`], used by the request telemetry). No capability writes timing code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 
 /// Loads region, credentials and endpoint from the environment (the Lambda sandbox
 /// provides all three; locally `local/` does).
@@ -13,13 +27,149 @@ pub async fn sdk_config() -> SdkConfig {
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(config)
+    let conf = aws_sdk_dynamodb::config::Builder::from(config)
+        .interceptor(TimeCalls(AwsPart::Database))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 pub fn sqs(config: &SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(config)
+    let conf = aws_sdk_sqs::config::Builder::from(config)
+        .interceptor(TimeCalls(AwsPart::Messaging))
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
 }
 
 pub fn secrets_manager(config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(config)
+    let conf = aws_sdk_secretsmanager::config::Builder::from(config)
+        .interceptor(TimeCalls(AwsPart::OtherAws))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(conf)
+}
+
+pub fn cloudwatch(config: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    let conf = aws_sdk_cloudwatch::config::Builder::from(config)
+        .interceptor(TimeCalls(AwsPart::OtherAws))
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(conf)
+}
+
+/// Which part of a request's latency an AWS call belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsPart {
+    Database,
+    Messaging,
+    OtherAws,
+}
+
+/// Time spent inside AWS calls during one request, by part. Calls that overlap (run
+/// concurrently) each count in full.
+#[derive(Debug, Default)]
+pub struct CallTimes {
+    micros: [AtomicU64; 3],
+}
+
+impl CallTimes {
+    fn add(&self, part: AwsPart, d: Duration) {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.micros[part as usize].fetch_add(micros, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, part: AwsPart) -> Duration {
+        Duration::from_micros(self.micros[part as usize].load(Ordering::Relaxed))
+    }
+}
+
+tokio::task_local! {
+    static CALL_TIMES: Arc<CallTimes>;
+}
+
+/// Runs `fut`, counting the time its AWS calls (through clients built here) take.
+pub async fn measure_calls<F: Future>(fut: F) -> (F::Output, Arc<CallTimes>) {
+    let times = Arc::new(CallTimes::default());
+    let out = CALL_TIMES.scope(times.clone(), fut).await;
+    (out, times)
+}
+
+/// When the current operation started (per operation, retries and backoff included).
+#[derive(Debug, Clone)]
+struct Started(Instant);
+
+impl Storable for Started {
+    type Storer = StoreReplace<Self>;
+}
+
+/// The interceptor every client carries: times each operation into the current
+/// request's [`CallTimes`], if the request is being measured.
+#[derive(Debug, Clone, Copy)]
+struct TimeCalls(AwsPart);
+
+impl Intercept for TimeCalls {
+    fn name(&self) -> &'static str {
+        "TimeCalls"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        cfg.interceptor_state().store_put(Started(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_execution(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Started(at)) = cfg.load::<Started>() {
+            let elapsed = at.elapsed();
+            // Outside a measured request (a schedule, a queue batch) there is nothing to add to.
+            let _ = CALL_TIMES.try_with(|t| t.add(self.0, elapsed));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_are_counted_into_the_request_that_made_them() {
+        let ((), times) = measure_calls(async {
+            CALL_TIMES.with(|t| {
+                t.add(AwsPart::Database, Duration::from_millis(3));
+                t.add(AwsPart::Database, Duration::from_millis(2));
+                t.add(AwsPart::Messaging, Duration::from_millis(1));
+            });
+        })
+        .await;
+        assert_eq!(times.get(AwsPart::Database), Duration::from_millis(5));
+        assert_eq!(times.get(AwsPart::Messaging), Duration::from_millis(1));
+        assert_eq!(times.get(AwsPart::OtherAws), Duration::ZERO);
+        // Outside a measured request, recording is a no-op rather than a panic.
+        assert!(CALL_TIMES.try_with(|_| ()).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_interceptor_times_real_sdk_calls_by_part() {
+        // An endpoint nothing listens on: the call fails fast, and still took time.
+        let config = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                aws_sdk_dynamodb::config::Credentials::new("k", "s", None, None, "test"),
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let ddb = dynamodb(&config);
+        let (result, times) = measure_calls(async { ddb.list_tables().send().await }).await;
+        assert!(result.is_err());
+        assert!(times.get(AwsPart::Database) > Duration::ZERO);
+        assert_eq!(times.get(AwsPart::Messaging), Duration::ZERO);
+    }
 }

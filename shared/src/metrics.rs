@@ -10,6 +10,7 @@ pub enum Unit {
     Count,
     Percent,
     CountPerSecond,
+    Megabytes,
     None,
 }
 
@@ -20,6 +21,7 @@ impl Unit {
             Unit::Count => "Count",
             Unit::Percent => "Percent",
             Unit::CountPerSecond => "Count/Second",
+            Unit::Megabytes => "Megabytes",
             Unit::None => "None",
         }
     }
@@ -95,9 +97,33 @@ impl MetricRecord {
     }
 }
 
+/// Peak resident memory of this process in MiB (`VmHWM` in `/proc/self/status`): one
+/// small read, cheap enough for every request. `None` where there is no procfs.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<f64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_is_read_from_proc_status() {
+        let status =
+            "Name:\tbootstrap\nVmPeak:\t  20000 kB\nVmHWM:\t    5120 kB\nVmRSS:\t 4000 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(5.0));
+        assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_mib().is_some_and(|m| m > 0.0));
+        }
+    }
 
     #[test]
     fn record_follows_the_emf_specification() {

@@ -1,8 +1,10 @@
 //! Structured JSON logs and per-request telemetry.
 //!
 //! Every log line is one JSON object carrying the request id, function name and cold
-//! start flag of the request it belongs to; every request emits one EMF record with its
-//! latency, status class and cold start. Request bodies are never logged.
+//! start flag of the request it belongs to; every request emits EMF records with its
+//! latency, status class and cold start, where the time went (inside DynamoDB, SQS,
+//! other AWS calls, and the rest) and the process's peak memory. Request bodies are
+//! never logged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +16,8 @@ use axum::response::Response;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
-use crate::metrics::{MetricRecord, Unit};
+use crate::aws::{AwsPart, CallTimes, measure_calls};
+use crate::metrics::{MetricRecord, Unit, peak_rss_mib};
 
 /// JSON logs to stdout (CloudWatch Logs), filtered by `RUST_LOG` (default `info`).
 /// Call once at the top of `main`.
@@ -72,7 +75,7 @@ pub async fn observe(State(t): State<RequestTelemetry>, req: Request, next: Next
         .unwrap_or_default();
     let method = req.method().clone();
     let span = tracing::info_span!("request", function = %t.function, %request_id, cold_start, %method, %route);
-    let response = next.run(req).instrument(span.clone()).await;
+    let (response, calls) = measure_calls(next.run(req).instrument(span.clone())).await;
 
     let status = response.status();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -86,5 +89,32 @@ pub async fn observe(State(t): State<RequestTelemetry>, req: Request, next: Next
         .metric("Requests", 1.0, Unit::Count)
         .metric("ColdStart", if cold_start { 1.0 } else { 0.0 }, Unit::Count)
         .emit();
+    breakdown(&t, latency_ms, &calls).emit();
     response
+}
+
+/// Where a request's time went, by function only (a status class would multiply the
+/// streams without saying more about where the time goes), with peak memory.
+fn breakdown(t: &RequestTelemetry, latency_ms: f64, calls: &CallTimes) -> MetricRecord {
+    let ms = |part| calls.get(part).as_secs_f64() * 1000.0;
+    let (db, messaging, other) = (
+        ms(AwsPart::Database),
+        ms(AwsPart::Messaging),
+        ms(AwsPart::OtherAws),
+    );
+    let record = MetricRecord::new(t.namespace.as_ref())
+        .dimension("Function", t.function.as_ref())
+        .dimension_set(&["Function"])
+        .metric("DatabaseLatency", db, Unit::Milliseconds)
+        .metric("MessagingLatency", messaging, Unit::Milliseconds)
+        .metric("OtherAwsLatency", other, Unit::Milliseconds)
+        .metric(
+            "ProcessingLatency",
+            (latency_ms - db - messaging - other).max(0.0),
+            Unit::Milliseconds,
+        );
+    match peak_rss_mib() {
+        Some(mib) => record.metric("MemoryUsedMiB", mib, Unit::Megabytes),
+        None => record,
+    }
 }
