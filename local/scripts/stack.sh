@@ -45,10 +45,13 @@ if [ "$mode" = test ]; then
   port="$(free_port)"
   ttl=2 # short authorizer cache so revocation is observable in a test
   schedules=manual # tests fire schedules themselves, so runs are deterministic
+  # Several test stacks may run at once (one per terminal): each keeps its own logs.
+  logs="$(mktemp -d "$state/test-run.XXXXXX")"
 else
   port="${ALOFT_PORT:-3000}"
   ttl=""
   schedules=auto
+  logs="$state"
 fi
 moto_port="$(free_port)"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
@@ -57,17 +60,22 @@ echo "stack: building functions..."
 cargo build --quiet --workspace --bins
 
 # moto's own server, with DynamoDB requests serialised (see local/moto_server.py).
-"$venv/bin/python" local/moto_server.py 127.0.0.1 "$moto_port" >"$state/moto.log" 2>&1 &
+"$venv/bin/python" local/moto_server.py 127.0.0.1 "$moto_port" >"$logs/moto.log" 2>&1 &
 pids+=($!)
-wait_for "$AWS_ENDPOINT_URL/moto-api/" "moto" "${pids[-1]}" "$state/moto.log"
+wait_for "$AWS_ENDPOINT_URL/moto-api/" "moto" "${pids[-1]}" "$logs/moto.log"
 
-params=()
-[ -n "$ttl" ] && params+=("AuthorizerCacheTtlSeconds=$ttl")
-# Local webhook receivers listen on loopback, which the deployed default refuses.
-grep -q '^  WebhookAllowPrivateUrls:' template.yaml && params+=("WebhookAllowPrivateUrls=true")
+# Local webhook receivers listen on loopback (plain http), which the deployed default
+# refuses; link-local and metadata addresses stay refused.
+params=("WebhookAllowPrivateUrls=true")
+if [ "$mode" = test ]; then
+  params+=("AuthorizerCacheTtlSeconds=$ttl")
+  # The Standard Webhooks schedule (0 s, 5 s, 5 min, …) in seconds rather than hours:
+  # the same retry code path, observable within a test.
+  params+=("WebhookRetrySchedule=0,1,2,3")
+fi
 overrides=()
 [ ${#params[@]} -gt 0 ] && overrides=(--parameter-overrides "${params[@]}")
-local_log="$state/local.log"
+local_log="$logs/local.log"
 if [ "$mode" = test ]; then
   target/debug/aloft-local --template template.yaml --bin-dir target/debug --port "$port" \
     --endpoint "$AWS_ENDPOINT_URL" --schedules "$schedules" "${overrides[@]}" >"$local_log" 2>&1 &
