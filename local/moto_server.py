@@ -12,15 +12,28 @@ moto's DynamoDB Streams keeps every shard iterator it ever issued, and a stream 
 polling four times a second gets two per poll: a long `make run` would grow without
 bound. DynamoDB expires an iterator 15 minutes after issuing it; so does this launcher.
 
+moto's CloudWatch has no percentile statistics (its `Statistics.get_statistics_for_type`
+knows Sum, Average, Minimum, Maximum and SampleCount): `GetMetricData` asking for `p99`
+answered 500 and `GetMetricStatistics` ignored `ExtendedStatistics`. This launcher
+teaches it CloudWatch's documented definition, nearest rank over the period's raw
+values (`pNN` and `pNN.N`), so functions ask for percentiles exactly as in AWS. A period
+with only pre-aggregated values (`StatisticValues`) has no percentile, as in CloudWatch:
+its datapoint is left out rather than answered as null.
+
 Usage: python moto_server.py HOST PORT
 """
 
+import math
+import re
 import sys
 import threading
+from decimal import Decimal
 import time
 
 from werkzeug.serving import run_simple
 
+from moto.cloudwatch import models as cloudwatch
+from moto.cloudwatch import responses as cloudwatch_responses
 from moto.dynamodbstreams import models as streams
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -67,6 +80,65 @@ def _get_records_expiring(self, iterator_arn, limit):
 
 streams.ShardIterator.__init__ = _issued
 streams.DynamoDBStreamsBackend.get_records = _get_records_expiring
+
+
+PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+
+
+def nearest_rank(values, percent):
+    """CloudWatch's percentile: the smallest value with at least `percent` % of the
+    values at or below it (`percent` a decimal string, exact for p99.9)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(Decimal(percent) * len(ordered) / 100))
+    return ordered[rank - 1]
+
+
+_statistic = cloudwatch.Statistics.get_statistics_for_type
+_metric_data = cloudwatch.CloudWatchBackend.get_metric_data
+_metric_statistics = cloudwatch.CloudWatchBackend.get_metric_statistics
+_metric_statistics_response = cloudwatch_responses.CloudWatchResponse.get_metric_statistics
+_extended = threading.local()
+
+
+def _statistic_with_percentiles(self, stat):
+    match = PERCENTILE.match(stat or "")
+    if match:
+        return nearest_rank(self.metric_single_values_list, match.group(1))
+    return _statistic(self, stat)
+
+
+def _metric_data_without_gaps(self, *args, **kwargs):
+    results = _metric_data(self, *args, **kwargs)
+    for r in results:
+        kept = [(t, v) for t, v in zip(r["timestamps"], r["values"]) if v is not None]
+        r["timestamps"] = [t for t, _ in kept]
+        r["values"] = [v for _, v in kept]
+    return results
+
+
+def _metric_statistics_extended(self, *args, **kwargs):
+    datapoints = _metric_statistics(self, *args, **kwargs)
+    wanted = getattr(_extended, "stats", None) or []
+    for d in datapoints:
+        values = {s: nearest_rank(d.metric_single_values_list, PERCENTILE.match(s).group(1)) for s in wanted if PERCENTILE.match(s)}
+        d.extended_statistics = {s: v for s, v in values.items() if v is not None} or None
+    return datapoints
+
+
+def _metric_statistics_response_extended(self):
+    _extended.stats = self._get_param("ExtendedStatistics") or []
+    try:
+        return _metric_statistics_response(self)
+    finally:
+        _extended.stats = None
+
+
+cloudwatch.Statistics.get_statistics_for_type = _statistic_with_percentiles
+cloudwatch.CloudWatchBackend.get_metric_data = _metric_data_without_gaps
+cloudwatch.CloudWatchBackend.get_metric_statistics = _metric_statistics_extended
+cloudwatch_responses.CloudWatchResponse.get_metric_statistics = _metric_statistics_response_extended
 
 
 def main():
