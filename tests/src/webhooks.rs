@@ -75,7 +75,9 @@ pub enum Answer {
 #[derive(Default)]
 struct Inner {
     deliveries: Vec<Delivery>,
-    script: VecDeque<Answer>,
+    /// Answers for deliveries whose body contains the marker, in order. A subscription
+    /// receives other tests' events of the same type too; they get 204.
+    scripts: Vec<(String, VecDeque<Answer>)>,
 }
 
 /// A receiver serving on its own thread and runtime, so it outlives any one test's
@@ -113,14 +115,19 @@ impl Receiver {
         }
     }
 
-    /// The answers to give the next deliveries, in order; after them, 204.
-    pub fn script(&self, answers: &[Answer]) {
-        self.inner.lock().unwrap().script.extend(answers);
+    /// The answers to give the next deliveries whose body contains `marker`, in order;
+    /// after them, 204.
+    pub fn script(&self, marker: &str, answers: &[Answer]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .scripts
+            .push((marker.to_owned(), answers.iter().copied().collect()));
     }
 
     /// Drops the answers not given yet: 204 from now on.
     pub fn clear_script(&self) {
-        self.inner.lock().unwrap().script.clear();
+        self.inner.lock().unwrap().scripts.clear();
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -158,17 +165,23 @@ async fn receive(
             .unwrap_or_default()
             .to_owned()
     };
+    let text = String::from_utf8_lossy(&body).into_owned();
     let answer = {
         let mut inner = inner.lock().unwrap();
+        let answer = inner
+            .scripts
+            .iter_mut()
+            .find(|(marker, answers)| !answers.is_empty() && text.contains(marker.as_str()))
+            .and_then(|(_, answers)| answers.pop_front());
         inner.deliveries.push(Delivery {
             webhook_id: header("webhook-id"),
             timestamp: header("webhook-timestamp"),
             signature: header("webhook-signature"),
             content_type: header("content-type"),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: text,
             received_at: Instant::now(),
         });
-        inner.script.pop_front()
+        answer
     };
     match answer {
         None => StatusCode::NO_CONTENT,

@@ -32,8 +32,14 @@ async fn subscribe(stack: &Stack, receiver: &Receiver, types: &[&str]) -> (Strin
 }
 
 async fn create_user(stack: &Stack) -> String {
+    create_user_with_email(stack, &unique_email()).await
+}
+
+/// A user whose email the test knows before its event exists, so a receiver can be
+/// scripted for that event alone (subscribers also get other tests' users).
+async fn create_user_with_email(stack: &Stack, email: &str) -> String {
     let (status, body) = send(stack.admin(Method::POST, "/users").json(&json!({
-        "email": unique_email(), "name": "Grace Hopper", "role": "member",
+        "email": email, "name": "Grace Hopper", "role": "member",
     })))
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -187,13 +193,17 @@ async fn events_committed_while_the_relay_is_stopped_all_arrive_once_it_runs_aga
 async fn a_failing_receiver_is_retried_on_schedule_until_it_answers() {
     let stack = Stack::connect().await;
     let receiver = Receiver::start();
-    receiver.script(&[
-        Answer::Status(500),
-        Answer::Status(503),
-        Answer::Status(404),
-    ]);
+    let email = unique_email();
+    receiver.script(
+        &email,
+        &[
+            Answer::Status(500),
+            Answer::Status(503),
+            Answer::Status(404),
+        ],
+    );
     let (webhook, secret) = subscribe(&stack, &receiver, &["user.created"]).await;
-    let user_id = create_user(&stack).await;
+    let user_id = create_user_with_email(&stack, &email).await;
 
     let got = receiver.wait_for(about_user(&user_id), 4, WAIT).await;
     assert_eq!(got.len(), 4, "{got:?}");
@@ -239,10 +249,11 @@ async fn a_failing_receiver_is_retried_on_schedule_until_it_answers() {
 async fn a_receiver_that_always_fails_ends_dead_lettered_and_can_be_retried_and_replayed() {
     let stack = Stack::connect().await;
     let receiver = Receiver::start();
-    receiver.script(&[Answer::Status(500); 20]);
+    let email = unique_email();
+    receiver.script(&email, &[Answer::Status(500); 20]);
     let (webhook, _) = subscribe(&stack, &receiver, &["user.created"]).await;
     let since = aloft_e2e::now_rfc3339();
-    let user_id = create_user(&stack).await;
+    let user_id = create_user_with_email(&stack, &email).await;
 
     let first = receiver.wait_for(about_user(&user_id), 1, WAIT).await;
     let event_id = first[0].envelope()["id"].as_str().unwrap().to_owned();
@@ -323,11 +334,12 @@ async fn dead_letters(stack: &Stack, delivery_id: &str) -> bool {
 async fn a_hanging_endpoint_does_not_hold_back_another_subscribers_delivery() {
     let stack = Stack::connect().await;
     let hanging = Receiver::start();
-    hanging.script(&[Answer::Hang; 5]);
+    let email = unique_email();
+    hanging.script(&email, &[Answer::Hang; 5]);
     let healthy = Receiver::start();
     subscribe(&stack, &hanging, &["user.created"]).await;
     subscribe(&stack, &healthy, &["user.created"]).await;
-    let user_id = create_user(&stack).await;
+    let user_id = create_user_with_email(&stack, &email).await;
 
     let got = healthy.wait_for(about_user(&user_id), 1, WAIT).await;
     assert_eq!(got.len(), 1);

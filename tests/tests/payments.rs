@@ -579,3 +579,234 @@ async fn no_card_number_or_cvc_is_stored_sent_or_logged() {
         assert!(!log.contains(s), "a log line holds {s}");
     }
 }
+
+/// Fires the payments reconciler as EventBridge would; its report.
+async fn reconcile(stack: &Stack) -> Value {
+    let (status, body) = send(stack.anonymous(
+        Method::POST,
+        "/_local/schedules/PaymentsReconcilerFunction.EveryFiveMinutes/fire",
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["fired"][0]["status"], "succeeded", "{body}");
+    body["fired"][0]["result"].clone()
+}
+
+/// What the reconciler's threshold (minutes) would otherwise make a test wait for: the
+/// payment or refund has been open since long ago.
+async fn age(stack: &Stack, payment_id: &str, sk: &str) {
+    stack
+        .dynamodb
+        .update_item()
+        .table_name("PaymentsTable")
+        .key("pk", AttributeValue::S(format!("PAY#{payment_id}")))
+        .key("sk", AttributeValue::S(sk.into()))
+        .update_expression("SET open_since = :old")
+        .condition_expression("attribute_exists(open_since)")
+        .expression_attribute_values(":old", AttributeValue::S("2000-01-01T00:00:00.000Z".into()))
+        .send()
+        .await
+        .expect("the item is open");
+}
+
+/// What 60 s of waiting would do: the idempotency lock of `key` times out.
+async fn expire_lock(stack: &Stack, key: &str) {
+    let suffix = format!("#payments.create#{key}");
+    let mut records = stack
+        .dynamodb
+        .scan()
+        .table_name("IdempotencyTable")
+        .filter_expression("contains(pk, :k)")
+        .expression_attribute_values(":k", AttributeValue::S(suffix))
+        .into_paginator()
+        .items()
+        .send();
+    let record = records
+        .next()
+        .await
+        .expect("the request's idempotency record")
+        .expect("scan idempotency records");
+    stack
+        .dynamodb
+        .update_item()
+        .table_name("IdempotencyTable")
+        .key("pk", record["pk"].clone())
+        .update_expression("SET locked_until = :past")
+        .expression_attribute_values(":past", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .expect("expire the lock");
+}
+
+/// 4000 0000 0000 0259: the sandbox charges, then holds its answer past the function's
+/// timeout, so the function dies with its charge made and its payment `processing`.
+const STALL_CARD: &str = "4000000000000259";
+
+#[tokio::test]
+async fn a_payment_whose_function_died_after_charging_is_settled_once_and_its_key_keeps_its_promises()
+ {
+    let stack = Stack::connect().await;
+    let user_id = user(&stack).await;
+    let key = unique("died-");
+    let body =
+        json!({"user_id": user_id, "amount": 3100, "currency": "USD", "method": card(STALL_CARD)});
+    let (status, _, died) = pay(&stack, &key, &body).await;
+    assert!(
+        status.is_server_error(),
+        "the function timed out: {status} {died}"
+    );
+    let (_, listed) = send(stack.admin(Method::GET, &format!("/payments?user_id={user_id}"))).await;
+    let stuck = &listed["items"][0];
+    let id = stuck["id"].as_str().unwrap().to_owned();
+    assert_eq!(stuck["status"], "processing", "{stuck}");
+    assert_eq!(ledger(&stack, &id).await, [("charge".to_owned(), 3100)]);
+
+    // The reconciler asks the gateway with the payment's gateway key and settles it.
+    age(&stack, &id, "PAYMENT").await;
+    let report = reconcile(&stack).await;
+    assert!(report["settled"].as_u64().unwrap() >= 1, "{report}");
+    let (_, settled) = send(stack.admin(Method::GET, &format!("/payments/{id}"))).await;
+    assert_eq!(settled["status"], "succeeded", "{settled}");
+    assert!(
+        settled["processor_reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("sbx_ch_")
+    );
+    let payment_id = id.clone();
+    let events = stack
+        .collect_events(
+            move |e| e["data"]["id"] == payment_id.as_str(),
+            Duration::from_secs(3),
+        )
+        .await;
+    let types: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["payment.succeeded"]);
+
+    // Its key, once the dead request's lock expired: another body is still refused...
+    expire_lock(&stack, &key).await;
+    let other =
+        json!({"user_id": user_id, "amount": 3101, "currency": "USD", "method": card(STALL_CARD)});
+    let (status, _, problem) = pay(&stack, &key, &other).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem_type(&problem), "idempotency-key-reused");
+    // ...and the same body resumes the same payment, charging nothing more.
+    let (status, _, resumed) = pay(&stack, &key, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{resumed}");
+    assert_eq!(resumed["id"], id.as_str());
+    assert_eq!(resumed["status"], "succeeded");
+    assert_eq!(ledger(&stack, &id).await, [("charge".to_owned(), 3100)]);
+    let (_, listed) = send(stack.admin(Method::GET, &format!("/payments?user_id={user_id}"))).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "one payment");
+}
+
+#[tokio::test]
+async fn a_retry_after_the_lock_expired_resumes_the_processing_payment_with_its_gateway_key() {
+    let stack = Stack::connect().await;
+    let user_id = user(&stack).await;
+    let key = unique("resume-");
+    let body =
+        json!({"user_id": user_id, "amount": 2700, "currency": "GBP", "method": card(STALL_CARD)});
+    let (status, _, _) = pay(&stack, &key, &body).await;
+    assert!(status.is_server_error(), "the function timed out: {status}");
+    expire_lock(&stack, &key).await;
+    let (status, _, resumed) = pay(&stack, &key, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{resumed}");
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    let id = resumed["id"].as_str().unwrap();
+    let (_, listed) = send(stack.admin(Method::GET, &format!("/payments?user_id={user_id}"))).await;
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "no second payment: {listed}"
+    );
+    assert_eq!(listed["items"][0]["id"], id);
+    assert_eq!(
+        ledger(&stack, id).await,
+        [("charge".to_owned(), 2700)],
+        "one charge"
+    );
+}
+
+#[tokio::test]
+async fn parallel_confirms_of_a_three_d_secure_payment_succeed_once() {
+    let stack = Stack::connect().await;
+    let user_id = user(&stack).await;
+    let body = json!({"user_id": user_id, "amount": 990, "currency": "EUR", "method": card("4000000000003220")});
+    let (_, _, p) = pay(&stack, &unique("k-"), &body).await;
+    assert_eq!(p["status"], "requires_action", "{p}");
+    let id = p["id"].as_str().unwrap().to_owned();
+    let confirms = (0..12).map(|_| {
+        let (stack, id) = (stack.clone(), id.clone());
+        tokio::spawn(async move {
+            send(stack.admin(Method::POST, &format!("/payments/{id}/confirm"))).await
+        })
+    });
+    for result in futures::future::join_all(confirms).await {
+        let (status, body) = result.unwrap();
+        match status {
+            StatusCode::OK => assert_eq!(body["status"], "succeeded", "{body}"),
+            StatusCode::CONFLICT => assert_eq!(problem_type(&body), "invalid-transition", "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let (_, after) = send(stack.admin(Method::GET, &format!("/payments/{id}"))).await;
+    assert_eq!(after["status"], "succeeded", "{after}");
+    assert_eq!(ledger(&stack, &id).await, [("charge".to_owned(), 990)]);
+    let payment_id = id.clone();
+    let events = stack
+        .collect_events(
+            move |e| {
+                e["data"]["id"] == payment_id.as_str() && e["type"] != "payment.requires_action"
+            },
+            Duration::from_secs(3),
+        )
+        .await;
+    let types: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["payment.succeeded"], "one outcome");
+}
+
+#[tokio::test]
+async fn a_refund_retried_with_its_key_is_never_refused_as_not_refundable() {
+    let stack = Stack::connect().await;
+    let user_id = user(&stack).await;
+    let body = json!({"user_id": user_id, "amount": 800, "currency": "USD", "method": card("4242424242424242")});
+    let (_, _, p) = pay(&stack, &unique("k-"), &body).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let key = unique("r-");
+    let refunds = (0..8).map(|_| {
+        let (stack, id, key) = (stack.clone(), id.clone(), key.clone());
+        tokio::spawn(async move {
+            send_full(
+                stack
+                    .admin(Method::POST, &format!("/payments/{id}/refunds"))
+                    .header("Idempotency-Key", key)
+                    .json(&json!({})),
+            )
+            .await
+        })
+    });
+    let mut refund_ids = HashSet::new();
+    for result in futures::future::join_all(refunds).await {
+        let (status, headers, body) = result.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                refund_ids.insert(body["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => {
+                // The first still runs: never "not refundable", which its own
+                // reservation would otherwise make it.
+                assert_eq!(problem_type(&body), "idempotency-in-progress", "{body}");
+                assert!(headers.get("retry-after").is_some());
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(refund_ids.len(), 1, "one refund");
+    let refunded: Vec<_> = ledger(&stack, &id)
+        .await
+        .into_iter()
+        .filter(|(k, _)| k == "refund")
+        .collect();
+    assert_eq!(refunded, [("refund".to_owned(), 800)]);
+}
