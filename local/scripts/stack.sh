@@ -72,6 +72,8 @@ if [ "$mode" = test ]; then
   # The Standard Webhooks schedule (0 s, 5 s, 5 min, …) in seconds rather than hours:
   # the same retry code path, observable within a test.
   params+=("WebhookRetrySchedule=0,1,2,3")
+  # A subscription failing for 20 s (not 5 days) is disabled when a test fires the sweep.
+  params+=("WebhookDisableAfterSeconds=20")
 fi
 overrides=()
 [ ${#params[@]} -gt 0 ] && overrides=(--parameter-overrides "${params[@]}")

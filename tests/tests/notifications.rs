@@ -421,3 +421,43 @@ async fn webhook_routes_need_webhook_scopes() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(problem_type(&body), "insufficient-scope");
 }
+
+#[tokio::test]
+async fn a_subscription_failing_for_the_configured_period_is_disabled_and_announced() {
+    let stack = Stack::connect().await;
+    let receiver = Receiver::start();
+    // Every delivery fails (it also receives other tests' users: one success would end
+    // the streak, as it should).
+    receiver.script("", &[Answer::Status(500); 1000]);
+    let (webhook, _) = subscribe(&stack, &receiver, &["user.created"]).await;
+    let user_id = create_user(&stack).await;
+    let first = receiver.wait_for(about_user(&user_id), 1, WAIT).await;
+    assert_eq!(first.len(), 1);
+
+    // The local stack disables after 20 s of failures (5 days deployed). The sweep before
+    // that leaves the subscription alone; the one after disables it.
+    fire_retry_sweep(&stack).await;
+    let (_, sub) = send(stack.admin(Method::GET, &format!("/webhooks/{webhook}"))).await;
+    assert_eq!(sub["enabled"], true, "{sub}");
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    fire_retry_sweep(&stack).await;
+    let (_, sub) = send(stack.admin(Method::GET, &format!("/webhooks/{webhook}"))).await;
+    assert_eq!(sub["enabled"], false, "{sub}");
+
+    let announced = stack
+        .collect_events(
+            |e| e["type"] == "webhook.disabled" && e.to_string().contains(webhook.as_str()),
+            Duration::from_secs(2),
+        )
+        .await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+}
+
+async fn fire_retry_sweep(stack: &Stack) {
+    let (status, body) = send(stack.http.post(format!(
+        "{}/_local/schedules/WebhookRetrySweepFunction.EveryMinute/fire",
+        stack.url
+    )))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
