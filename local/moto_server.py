@@ -50,7 +50,10 @@ class DynamoDbSerialised:
 
     def __call__(self, environ, start_response):
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if not target.startswith("DynamoDB_"):
+        # Streams reads too: moto applies a transaction's items one by one and restores the
+        # tables if one fails, so a GetRecords in between would see (and relay) the outbox
+        # record of a transaction that is then cancelled.
+        if not target.startswith(("DynamoDB_", "DynamoDBStreams_")):
             return self.app(environ, start_response)
         with _dynamodb:
             # Materialise the body inside the lock: the write happens while it is built.
