@@ -337,15 +337,17 @@ async fn each_created_user_is_announced_exactly_once_and_rejected_ones_never() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let ours = created.clone();
+    let expected = created.len();
     let events = stack
-        .collect_events(
+        .collect_at_least(
             move |e| {
                 e["type"] == "user.created"
                     && (ours.contains(e["data"]["id"].as_str().unwrap_or_default())
                         || e["data"]["email"] == invalid
                         || e["data"]["name"] == "Dup")
             },
-            Duration::from_secs(4),
+            expected,
+            Duration::from_secs(3),
         )
         .await;
     let announced: Vec<_> = events
