@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use aloft_scaler::actuator::Actuators;
 use aloft_scaler::domain::ScalingPolicy;
-use aloft_scaler::domain::policy::PolicyRequest;
+use aloft_scaler::domain::parse::PolicyRequest;
 use aloft_scaler::metrics::{MAX_QUERIES_PER_CALL, MetricsReader};
 use aloft_scaler::registry::RegistryReader;
 use aloft_scaler::store::ScalingStore;

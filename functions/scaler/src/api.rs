@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::domain::policy::PolicyRequest;
+use crate::domain::parse::PolicyRequest;
 use crate::domain::{Decision, ScalerError, ScalingPolicy, ServiceName};
 use crate::store::ServiceScaling;
 use crate::tick::{Evaluator, now_ms};

@@ -98,7 +98,7 @@ impl MetricsReader {
             .ok()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| "aloft".into());
-        Self::new(aws_sdk_cloudwatch::Client::new(sdk), namespace)
+        Self::new(aloft_shared::aws::cloudwatch(sdk), namespace)
     }
 
     pub fn new(client: aws_sdk_cloudwatch::Client, namespace: String) -> Self {

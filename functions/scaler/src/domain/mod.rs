@@ -5,6 +5,7 @@
 pub mod decision;
 pub mod forecast;
 pub mod instances;
+pub mod parse;
 pub mod policy;
 pub mod recommend;
 

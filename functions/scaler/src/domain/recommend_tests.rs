@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::domain::instances::{Health, instance};
-use crate::domain::policy::{Actuator, PolicyRequest};
+use crate::domain::parse::PolicyRequest;
+use crate::domain::policy::Actuator;
 
 const MINUTE: i64 = 60_000;
 
