@@ -762,8 +762,13 @@ async fn parallel_confirms_of_a_three_d_secure_payment_succeed_once() {
             Duration::from_secs(3),
         )
         .await;
-    let types: Vec<_> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["payment.succeeded"], "one outcome");
+    // Delivery is at least once: one outcome is one event id, however often it arrives.
+    let ids: HashSet<_> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "one outcome: {events:#?}");
+    assert!(
+        events.iter().all(|e| e["type"] == "payment.succeeded"),
+        "{events:#?}"
+    );
 }
 
 #[tokio::test]

@@ -38,6 +38,9 @@ struct Received {
     body: Value,
 }
 
+/// An order's status and its capture's status, by order id.
+type Orders = HashMap<String, (String, Option<String>)>;
+
 #[derive(Clone, Default)]
 struct Fake {
     received: Arc<Mutex<Vec<Received>>>,
@@ -45,7 +48,7 @@ struct Fake {
     /// Seconds each issued token lives.
     token_lifetime: Arc<AtomicUsize>,
     /// Orders by id: (status, capture status).
-    orders: Arc<Mutex<HashMap<String, (String, Option<String>)>>>,
+    orders: Arc<Mutex<Orders>>,
     /// Answers by `PayPal-Request-Id`, as PayPal replays them.
     replies: Arc<Mutex<HashMap<String, Value>>>,
     /// Tokens the fake no longer accepts.

@@ -155,7 +155,12 @@ async fn spawn_fake() -> (String, FakeStripe) {
     (base, fake)
 }
 
+/// The reconciler here runs with no threshold: a test's run must not settle another
+/// test's payment while its request is still in flight (against another fake Stripe).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct World {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
     stack: common::Stack,
     processors: ProcessorRegistry,
     fake: FakeStripe,
@@ -164,6 +169,7 @@ struct World {
 
 impl World {
     async fn new() -> Self {
+        let serial = SERIAL.lock().await;
         let stack = common::stack().await;
         let (base, fake) = spawn_fake().await;
         let stripe = Stripe::new(StripeConfig {
@@ -173,6 +179,7 @@ impl World {
         .unwrap();
         let user_id = stack.user().await;
         Self {
+            _serial: serial,
             processors: ProcessorRegistry::new(vec![Arc::new(stripe)]),
             stack,
             fake,

@@ -238,8 +238,10 @@ impl Processor for Sandbox {
                     PaymentMethod::Paypal { payer_email, .. } => paypal_scenario(payer_email),
                 });
         Box::pin(async move {
-            let outcome = charge(self.name, self.ledger.as_ref(), request, scenario).await?;
-            if scenario == Some(Scenario::Stall) {
+            let (outcome, first) =
+                charge(self.name, self.ledger.as_ref(), request, scenario).await?;
+            // The first charge stalls after it is recorded; a repeat answers at once.
+            if first && scenario == Some(Scenario::Stall) {
                 tokio::time::sleep(self.stall).await;
             }
             Ok(outcome)
@@ -348,12 +350,13 @@ fn replayed(entry: &LedgerEntry, paypal: bool) -> ChargeOutcome {
 }
 
 /// `scenario` is `None` when the method is not this processor's (a routing bug upstream).
+/// With the outcome, whether this was the key's first charge (not a repeat).
 async fn charge(
     processor: &'static str,
     ledger: Option<&Ledger>,
     request: &ChargeRequest,
     scenario: Option<Scenario>,
-) -> Result<ChargeOutcome, ProcessorError> {
+) -> Result<(ChargeOutcome, bool), ProcessorError> {
     let Some(scenario) = scenario else {
         let failure = Failure::new(
             "method_not_supported",
@@ -363,7 +366,7 @@ async fn charge(
             ),
             false,
         );
-        return Ok(ChargeOutcome::failed(None, failure));
+        return Ok((ChargeOutcome::failed(None, failure), true));
     };
     let reference = reference_for("sbx_ch", &request.idempotency_key);
     let paypal = matches!(request.method, PaymentMethod::Paypal { .. });
@@ -402,7 +405,7 @@ async fn charge(
                 .await?
                 .ok_or_else(|| ProcessorError::Ledger(format!("{reference} vanished")))?;
             tracing::info!(processor, reference, "sandbox charge repeated");
-            return Ok(replayed(&entry, paypal));
+            return Ok((replayed(&entry, paypal), false));
         }
     }
     tracing::info!(
@@ -412,7 +415,7 @@ async fn charge(
         outcome = outcome.status().as_str(),
         "sandbox charge"
     );
-    Ok(outcome)
+    Ok((outcome, true))
 }
 
 /// Completes a charge waiting for its payer. Idempotent: a charge that already
@@ -807,6 +810,27 @@ mod tests {
                 "{number}: {outcome:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_stall_card_succeeds_then_holds_its_answer() {
+        let sandbox = Sandbox::card(None).with_stall(std::time::Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let outcome = sandbox.charge(&card("4000000000000259")).await.unwrap();
+        assert_eq!(outcome.status().as_str(), "succeeded");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn references_derive_from_the_gateway_key() {
+        let sandbox = Sandbox::card(None);
+        let a = sandbox.charge(&card("4242424242424242")).await.unwrap();
+        let b = sandbox.charge(&card("4242424242424242")).await.unwrap();
+        assert_eq!(a.reference(), b.reference());
+        let mut other = card("4242424242424242");
+        other.idempotency_key = "key-2".into();
+        let c = sandbox.charge(&other).await.unwrap();
+        assert_ne!(a.reference(), c.reference());
     }
 
     #[tokio::test]
