@@ -16,6 +16,7 @@ pub mod master_key;
 pub mod metrics;
 pub mod outbox;
 pub mod problem;
+pub mod ssrf;
 pub mod telemetry;
 
 pub use problem::{FieldError, Problem};

@@ -8,7 +8,7 @@
 //! (`sender::GuardedResolver`), because DNS can change after registration.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,135 +31,23 @@ impl UrlPolicy {
     };
 }
 
-/// Why an address is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// 169.254.0.0/16, fe80::/10: never a webhook receiver, and where metadata lives.
-    LinkLocal,
-    /// 169.254.169.254, fd00:ec2::254: the cloud instance metadata service.
-    Metadata,
-    Unspecified,
-    Multicast,
-    /// Broadcast and the reserved 240.0.0.0/4.
-    Reserved,
-    Loopback,
-    /// 10/8, 172.16/12, 192.168/16, 100.64/10 (shared), 192.0.0/24, 198.18/15, fc00::/7.
-    Private,
-}
+pub use aloft_shared::ssrf::{Refusal, classify};
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::LinkLocal => "a link-local address",
-            Refusal::Metadata => "the instance metadata address",
-            Refusal::Unspecified => "an unspecified address",
-            Refusal::Multicast => "a multicast address",
-            Refusal::Reserved => "a reserved or broadcast address",
-            Refusal::Loopback => "a loopback address",
-            Refusal::Private => "a private address",
-        })
+impl UrlPolicy {
+    /// The shared address rules this policy means: `allow_private` relaxes loopback and
+    /// private ranges together.
+    pub fn addresses(self) -> aloft_shared::ssrf::AddressPolicy {
+        aloft_shared::ssrf::AddressPolicy {
+            allow_private: self.allow_private,
+            allow_loopback: self.allow_private,
+        }
     }
 }
 
-impl Refusal {
-    /// Refused whatever the policy.
-    fn always(self) -> bool {
-        !matches!(self, Refusal::Loopback | Refusal::Private)
-    }
-}
-
-/// Whether `ip` may receive a webhook under `policy`.
+/// Whether `ip` may receive a webhook under `policy` (the rules live in
+/// `aloft_shared::ssrf`, shared with the registry's health checks).
 pub fn check_ip(ip: IpAddr, policy: UrlPolicy) -> Result<(), Refusal> {
-    match classify(ip) {
-        None => Ok(()),
-        Some(r) if r.always() || !policy.allow_private => Err(r),
-        Some(_) => Ok(()),
-    }
-}
-
-/// What is special about `ip`, if anything. IPv6 forms that carry an IPv4 address
-/// (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4
-/// `2002::/16`) are judged by the IPv4 address they reach.
-pub fn classify(ip: IpAddr) -> Option<Refusal> {
-    match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => match embedded_v4(v6) {
-            Some(v4) => classify_v4(v4),
-            None => classify_v6(v6),
-        },
-    }
-}
-
-fn classify_v4(ip: Ipv4Addr) -> Option<Refusal> {
-    let [a, b, c, _] = ip.octets();
-    if ip == Ipv4Addr::new(169, 254, 169, 254) {
-        Some(Refusal::Metadata)
-    } else if a == 169 && b == 254 {
-        Some(Refusal::LinkLocal)
-    } else if a == 0 {
-        // 0.0.0.0/8 "this network": 0.0.0.0 reaches loopback on Linux.
-        Some(Refusal::Unspecified)
-    } else if a == 127 {
-        Some(Refusal::Loopback)
-    } else if (224..=239).contains(&a) {
-        Some(Refusal::Multicast)
-    } else if a >= 240 {
-        Some(Refusal::Reserved)
-    } else if a == 10
-        || (a == 172 && (16..=31).contains(&b))
-        || (a == 192 && b == 168)
-        || (a == 100 && (64..=127).contains(&b))
-        || (a == 192 && b == 0 && c == 0)
-        || (a == 198 && (b == 18 || b == 19))
-    {
-        Some(Refusal::Private)
-    } else {
-        None
-    }
-}
-
-fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
-    let seg = ip.segments();
-    if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
-        Some(Refusal::Metadata)
-    } else if ip.is_unspecified() {
-        Some(Refusal::Unspecified)
-    } else if ip.is_loopback() {
-        Some(Refusal::Loopback)
-    } else if seg[0] & 0xffc0 == 0xfe80 {
-        Some(Refusal::LinkLocal)
-    } else if seg[0] & 0xff00 == 0xff00 {
-        Some(Refusal::Multicast)
-    } else if seg[0] & 0xfe00 == 0xfc00 || seg[0] & 0xffc0 == 0xfec0 {
-        // Unique-local fc00::/7, and the deprecated site-local fec0::/10.
-        Some(Refusal::Private)
-    } else {
-        None
-    }
-}
-
-/// The IPv4 address an IPv6 address carries, for the forms that route to one.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    let seg = ip.segments();
-    let o = ip.octets();
-    let last32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
-    // IPv4-compatible ::a.b.c.d (deprecated, but some stacks still route it); `::` and
-    // `::1` are IPv6's own unspecified and loopback.
-    if seg[..6].iter().all(|s| *s == 0) && !ip.is_unspecified() && !ip.is_loopback() {
-        return Some(last32);
-    }
-    // NAT64 well-known prefix 64:ff9b::/96.
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
-        return Some(last32);
-    }
-    // 6to4 2002:AABB:CCDD::/48.
-    if seg[0] == 0x2002 {
-        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
-    }
-    None
+    aloft_shared::ssrf::check_ip(ip, policy.addresses())
 }
 
 /// Why a URL cannot be a webhook endpoint; the message names the rule.
@@ -265,6 +153,7 @@ impl TryFrom<String> for WebhookUrl {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
 
     fn strict(u: &str) -> Result<WebhookUrl, UrlError> {
         WebhookUrl::parse(u, UrlPolicy::STRICT)
