@@ -10,6 +10,7 @@
 //!     --endpoint http://127.0.0.1:5000 [--parameter-overrides K=V ...] \
 //!     [--concurrency 10] [--schedules auto|manual]
 
+mod control;
 mod event_sources;
 mod gateway;
 mod logs;
@@ -30,8 +31,9 @@ use clap::{Parser, ValueEnum};
 use serde_json::json;
 
 use crate::event_sources::EventSources;
-use crate::gateway::{Authorizer, Gateway, Route};
+use crate::gateway::{Authorizer, Gateway, Route, Throttles, TokenBucket};
 use crate::logs::LogSink;
+use crate::provision::Resolver;
 use crate::provision::{ACCOUNT, Clients};
 use crate::runtime::{Function, FunctionConfig};
 use crate::schedules::{ScheduleTarget, Schedules};
@@ -92,6 +94,32 @@ fn at_least_one(n: &str) -> Result<usize, String> {
     }
 }
 
+/// The HttpApi's throttles as token buckets, parameters resolved.
+fn throttles(template: &Template, resolver: &Resolver) -> Result<Throttles> {
+    let specs = template.throttles()?;
+    let bucket = |what: &str, spec: &template::ThrottleSpec| -> Result<TokenBucket> {
+        let burst: u32 = resolver
+            .string(&spec.burst)?
+            .parse()
+            .with_context(|| format!("{what}: ThrottlingBurstLimit must be a whole number"))?;
+        let rate: f64 = resolver
+            .string(&spec.rate)?
+            .parse()
+            .with_context(|| format!("{what}: ThrottlingRateLimit must be a number"))?;
+        Ok(TokenBucket::new(burst, rate))
+    };
+    let default = specs
+        .default
+        .as_ref()
+        .map(|s| bucket("DefaultRouteSettings", s))
+        .transpose()?;
+    let mut routes = HashMap::new();
+    for (key, spec) in &specs.routes {
+        routes.insert(key.clone(), bucket(&format!("RouteSettings {key}"), spec)?);
+    }
+    Ok(Throttles::new(default, routes))
+}
+
 #[tokio::main]
 async fn main() {
     if let Err(e) = run().await {
@@ -149,6 +177,12 @@ async fn run() -> Result<()> {
         environment.insert("AWS_REGION".into(), region.clone());
         environment.insert("AWS_DEFAULT_REGION".into(), region.clone());
         environment.insert("AWS_ENDPOINT_URL".into(), args.endpoint.clone());
+        let reserved = match &spec.reserved_concurrency {
+            None => None,
+            Some(v) => Some(resolver.string(v)?.parse::<usize>().with_context(|| {
+                format!("function {}: ReservedConcurrentExecutions", spec.name)
+            })?),
+        };
         let config = FunctionConfig {
             arn: format!("arn:aws:lambda:{region}:{ACCOUNT}:function:{}", spec.name),
             name: spec.name.clone(),
@@ -156,7 +190,7 @@ async fn run() -> Result<()> {
             environment,
             timeout: spec.timeout,
             memory_mb: spec.memory_mb,
-            max_instances: spec.reserved_concurrency.unwrap_or(args.concurrency).max(1),
+            max_instances: reserved.unwrap_or(args.concurrency).max(1),
         };
         functions.insert(spec.name.clone(), Function::new(config, logs.clone()));
     }
@@ -222,20 +256,27 @@ async fn run() -> Result<()> {
         },
     )
     .await?;
-    let gateway = Gateway::new(routes, authorizer, region.clone());
+    let gateway = Gateway::new(
+        routes,
+        authorizer,
+        throttles(&template, &resolver)?,
+        region.clone(),
+    )?;
     let ready = json!({
         "routes": gateway.route_keys(),
         "schedules": schedules.names(),
         "event_sources": sources.names(),
     });
-    let app = axum::Router::new()
+    let control = axum::Router::new()
         .route(
             "/_local/ready",
             get(move || async move { axum::Json(ready) }),
         )
         .merge(schedules.router())
         .merge(Arc::clone(&sources).router())
-        .merge(gateway.router());
+        .merge(control::functions_router(Arc::clone(&functions)))
+        .layer(axum::middleware::from_fn(control::loopback_only));
+    let app = control.merge(gateway.router());
 
     let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await

@@ -58,7 +58,8 @@ pub struct FunctionSpec {
     pub binary: String,
     pub memory_mb: u64,
     pub timeout: Duration,
-    pub reserved_concurrency: Option<usize>,
+    /// Unresolved (`!Ref <Parameter>` or a number).
+    pub reserved_concurrency: Option<Value>,
     /// Unresolved: the `Environment.Variables` of Globals merged with the function's.
     pub environment: BTreeMap<String, Value>,
 }
@@ -67,6 +68,22 @@ pub struct FunctionSpec {
 pub struct AuthorizerSpec {
     pub function: String,
     pub ttl: Value,
+}
+
+/// A route's (or the stage's) throttle, unresolved: `ThrottlingBurstLimit` and
+/// `ThrottlingRateLimit`.
+#[derive(Debug, Clone)]
+pub struct ThrottleSpec {
+    pub burst: Value,
+    pub rate: Value,
+}
+
+/// The HttpApi's `DefaultRouteSettings` and `RouteSettings` throttles.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleSpecs {
+    pub default: Option<ThrottleSpec>,
+    /// By route key (`GET /health`).
+    pub routes: Vec<(String, ThrottleSpec)>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,10 +191,7 @@ impl Template {
                 binary,
                 memory_mb: number("MemorySize", 128)?,
                 timeout: Duration::from_secs(number("Timeout", 3)?),
-                reserved_concurrency: props
-                    .get("ReservedConcurrentExecutions")
-                    .map(|v| scalar(v).and_then(|s| Ok(s.parse()?)))
-                    .transpose()?,
+                reserved_concurrency: props.get("ReservedConcurrentExecutions").cloned(),
                 environment,
             });
         }
@@ -294,6 +308,52 @@ impl Template {
             }
         }
         out
+    }
+
+    /// The HttpApi's stage and route throttles. A setting other than the two throttling
+    /// ones stops start-up, so a template change is noticed rather than ignored.
+    pub fn throttles(&self) -> Result<ThrottleSpecs> {
+        let Some(api) = self.of_kind("AWS::Serverless::HttpApi").next() else {
+            return Ok(ThrottleSpecs::default());
+        };
+        let parse = |what: &str, v: &Value| -> Result<Option<ThrottleSpec>> {
+            let Some(map) = v.as_mapping() else {
+                return Ok(None);
+            };
+            for k in map.keys().filter_map(Value::as_str) {
+                if !["ThrottlingBurstLimit", "ThrottlingRateLimit"].contains(&k) {
+                    bail!("{what}: `{k}` is not emulated locally (only throttling)");
+                }
+            }
+            match (v.get("ThrottlingBurstLimit"), v.get("ThrottlingRateLimit")) {
+                (None, None) => Ok(None),
+                (Some(burst), Some(rate)) => Ok(Some(ThrottleSpec {
+                    burst: burst.clone(),
+                    rate: rate.clone(),
+                })),
+                _ => bail!("{what}: set both ThrottlingBurstLimit and ThrottlingRateLimit"),
+            }
+        };
+        let props = &api.properties;
+        let mut out = ThrottleSpecs {
+            default: match props.get("DefaultRouteSettings") {
+                Some(v) => parse("DefaultRouteSettings", v)?,
+                None => None,
+            },
+            routes: Vec::new(),
+        };
+        for (key, v) in props
+            .get("RouteSettings")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            let key = key.as_str().context("RouteSettings key")?.to_owned();
+            if let Some(spec) = parse(&format!("RouteSettings {key}"), v)? {
+                out.routes.push((key, spec));
+            }
+        }
+        Ok(out)
     }
 
     /// The HttpApi's default Lambda authorizer, if it has one.
@@ -428,6 +488,18 @@ mod tests {
         assert_eq!(auth.function, "AuthorizerFunction");
         assert!(!t.schedules().unwrap().is_empty());
         assert_eq!(t.parameters["AuthorizerCacheTtlSeconds"], "300");
+        assert!(
+            functions
+                .iter()
+                .filter(|f| f.name != "PaymentsReconcilerFunction")
+                .all(
+                    |f| matches!(&f.reserved_concurrency, Some(Value::Tagged(t)) if t.tag == "Ref")
+                ),
+            "every function's reserved concurrency is a template parameter"
+        );
+        let throttles = t.throttles().unwrap();
+        assert!(throttles.default.is_some());
+        assert!(throttles.routes.iter().any(|(k, _)| k == "GET /health"));
         let sources = t.event_sources().unwrap();
         let relay = sources
             .iter()

@@ -7,8 +7,13 @@
 //! | no route matches                            | 404    | `{"message":"Not Found"}`          |
 //! | route needs auth, no `Authorization` header | 401    | `{"message":"Unauthorized"}`       |
 //! | authorizer says `isAuthorized: false`       | 403    | `{"message":"Forbidden"}`          |
-//! | authorizer or function fails or times out   | 500    | `{"message":"Internal Server Error"}` |
+//! | the route's or stage's throttle is spent    | 429    | `{"message":"Too Many Requests"}`  |
+//! | authorizer or function fails or crashes     | 500    | `{"message":"Internal Server Error"}` |
+//! | no answer within the integration timeout    | 503    | `{"message":"Service Unavailable"}` |
 //!
+//! A function process that crashes mid-request is an invocation error to API Gateway
+//! (HTTP APIs answer those with 500, not REST APIs' 502); the next request starts a fresh
+//! process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,8 +31,10 @@ use serde_json::{Map, Value, json};
 use crate::provision::ACCOUNT;
 
 mod payload;
+mod throttle;
 use crate::runtime::{Function, Outcome};
 use payload::{event_headers, http_response, query_parameters};
+pub use throttle::{Throttles, TokenBucket};
 
 /// HTTP API's payload limit.
 const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -153,17 +160,29 @@ pub struct Gateway {
     pub routes: Vec<Route>,
     pub authorizer: Option<Authorizer>,
     pub region: String,
+    throttles: Throttles,
     cache: Mutex<HashMap<String, (Instant, Arc<Verdict>)>>,
 }
 
 impl Gateway {
-    pub fn new(routes: Vec<Route>, authorizer: Option<Authorizer>, region: String) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(
+        routes: Vec<Route>,
+        authorizer: Option<Authorizer>,
+        throttles: Throttles,
+        region: String,
+    ) -> anyhow::Result<Arc<Self>> {
+        for key in throttles.route_keys() {
+            if !routes.iter().any(|r| r.route_key == key) {
+                anyhow::bail!("RouteSettings names route `{key}`, which no function serves");
+            }
+        }
+        Ok(Arc::new(Self {
             routes,
             authorizer,
             region,
+            throttles,
             cache: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     /// Route keys (`GET /users/{id}`), for `/_local/ready`.
@@ -272,6 +291,10 @@ async fn serve(gw: &Gateway, req: Request, request_id: &str) -> Response {
     let Some((route, params)) = gw.route(&method, &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
+    // Throttling comes first: a refused request costs no authorizer or function call.
+    if !gw.throttles.admit(&route.route_key) {
+        return message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
         Ok(b) => b,
         Err(_) => return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
@@ -399,6 +422,74 @@ mod tests {
     fn rank(route: &str, method: &str, path: &str) -> Option<(Vec<u8>, HashMap<String, String>)> {
         let (m, p) = route.split_once(' ').unwrap();
         Pattern::parse(m, p).matches(method, &path_segments(path))
+    }
+
+    /// A function whose binary does not exist: invoking it fails (the gateway's 500).
+    fn missing_function() -> Arc<Function> {
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::Config::builder()
+                .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+                .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let (logs, _) = crate::logs::LogSink::new(cloudwatch);
+        Function::new(
+            crate::runtime::FunctionConfig {
+                name: "Missing".into(),
+                binary: "/nonexistent/aloft-test-binary".into(),
+                environment: Default::default(),
+                timeout: Duration::from_secs(1),
+                memory_mb: 128,
+                max_instances: 1,
+                arn: "arn:aws:lambda:us-east-1:123456789012:function:Missing".into(),
+            },
+            logs,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_spent_throttle_answers_429_before_the_authorizer_or_function_runs() {
+        let gw = Gateway::new(
+            vec![
+                Route::new("GET", "/health", false, missing_function()),
+                Route::new("GET", "/users", true, missing_function()),
+            ],
+            Some(Authorizer {
+                function: missing_function(),
+                ttl: Duration::ZERO,
+            }),
+            Throttles::new(
+                Some(TokenBucket::new(0, 0.0)),
+                HashMap::from([("GET /health".to_owned(), TokenBucket::new(1, 0.0))]),
+            ),
+            "us-east-1".into(),
+        )
+        .unwrap();
+        let get = |path: &str| {
+            axum::http::Request::get(path)
+                .header(header::AUTHORIZATION, "Bearer x")
+                .body(Body::empty())
+                .unwrap()
+        };
+        // Its own bucket has one token: the (missing) function is tried, hence 500.
+        let r = serve(&gw, get("/health"), "r1").await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        for path in ["/health", "/users"] {
+            let r = serve(&gw, get(path), "r2").await;
+            assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+            let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+            assert_eq!(&body[..], br#"{"message":"Too Many Requests"}"#);
+        }
+    }
+
+    #[test]
+    fn route_settings_must_name_a_served_route() {
+        let throttles = Throttles::new(
+            None,
+            HashMap::from([("GET /nope".to_owned(), TokenBucket::new(1, 1.0))]),
+        );
+        let e = Gateway::new(vec![], None, throttles, "us-east-1".into()).err();
+        assert!(e.unwrap().to_string().contains("GET /nope"));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub(super) fn instance_api(function: Arc<Function>, instance: u64) -> Router {
         )
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_RESPONSE))
+        // Any local web page could reach this port; only the function process may.
+        .layer(axum::middleware::from_fn(crate::control::loopback_only))
         .with_state((function, instance))
 }
 

@@ -369,6 +369,41 @@ impl Function {
         }
     }
 
+    /// Kills every process that is running an invocation, as a crash mid-request would,
+    /// and returns how many. Their invocations fail now (`Runtime.ExitError`), so an
+    /// answer the process might still send before it dies is refused, not used.
+    pub fn kill_busy(&self) -> usize {
+        let mut pool = self.pool();
+        let busy: Vec<(String, u64)> = pool
+            .inflight
+            .iter()
+            .filter_map(|(id, f)| f.instance.map(|i| (id.clone(), i)))
+            .collect();
+        let mut killed = 0;
+        for (id, instance) in busy {
+            let Some(kill) = pool
+                .instances
+                .get_mut(&instance)
+                .and_then(|i| i.kill.take())
+            else {
+                continue;
+            };
+            if let Some(f) = pool.inflight.remove(&id) {
+                let _ = f.reply.send(Outcome::error(
+                    "Runtime.ExitError",
+                    "Runtime exited: killed by /_local/functions/…/kill",
+                ));
+            }
+            self.logs.system(
+                &self.config.name,
+                &format!("killing process {instance} during {id}"),
+            );
+            let _ = kill.send(());
+            killed += 1;
+        }
+        killed
+    }
+
     /// Stops every process of this function.
     pub fn shutdown(&self) {
         let mut pool = self.pool();
