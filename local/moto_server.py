@@ -72,6 +72,15 @@ def _issued(self, *args, **kwargs):
 
 
 def _get_records_expiring(self, iterator_arn, limit):
+    # A cancelled transaction leaves the table restored from a copy, stream shard
+    # included, while an iterator taken before it still holds the old shard, which has
+    # the cancelled transaction's records (they would be relayed as if committed, and the
+    # next real record, reusing a sequence number, skipped). Read the table's current shard.
+    it = self.shard_iterators.get(iterator_arn)
+    if it is not None:
+        current = self.dynamodb.tables.get(it.stream_shard.table.name)
+        if current is not None and current.stream_shard is not None:
+            it.stream_shard = current.stream_shard
     now = time.monotonic()
     if now - _last_sweep[0] > 60:
         _last_sweep[0] = now
