@@ -5,6 +5,8 @@ use aloft_shared::FieldError;
 use aloft_shared::auth::{Scope, Scopes, hash_token, key_id_of};
 use serde::{Deserialize, Serialize};
 
+use crate::limit::{RateLimit, RateLimitRequest};
+
 pub const MAX_NAME_CHARS: usize = 100;
 
 /// `POST /keys` body as sent; validated by [`NewKey::parse`] so every bad field is named.
@@ -13,13 +15,16 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub struct CreateKeyRequest {
     pub name: Option<String>,
     pub scopes: Option<Vec<String>>,
+    /// Optional: the key's own limit, enforced by the authorizer.
+    pub rate_limit: Option<RateLimitRequest>,
 }
 
 /// A validated request for a new key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewKey {
     pub name: String,
     pub scopes: Scopes,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl NewKey {
@@ -76,8 +81,22 @@ impl NewKey {
                 Some(Scopes::new(parsed))
             }
         };
+        let rate_limit = match &req.rate_limit {
+            None => None,
+            Some(r) => match RateLimit::parse(r) {
+                Ok(limit) => Some(limit),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+        };
         match (name, scopes) {
-            (Some(name), Some(scopes)) if errors.is_empty() => Ok(Self { name, scopes }),
+            (Some(name), Some(scopes)) if errors.is_empty() => Ok(Self {
+                name,
+                scopes,
+                rate_limit,
+            }),
             _ => Err(errors),
         }
     }
@@ -92,7 +111,7 @@ fn known_scopes() -> String {
 }
 
 /// A key as `GET /keys` shows it: everything but the secret, which is never kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -102,6 +121,8 @@ pub struct ApiKey {
     pub created_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl ApiKey {
@@ -113,6 +134,7 @@ impl ApiKey {
             created_at,
             created_by,
             revoked_at: None,
+            rate_limit: new.rate_limit,
         }
     }
 
@@ -136,6 +158,8 @@ pub enum DenyReason {
     UnknownKey,
     WrongSecret,
     Revoked,
+    /// Allowed by its key, but over the key's own rate limit.
+    OverRateLimit,
 }
 
 /// The token's key id, if the token has aloft's shape (so the store can be asked).
@@ -173,6 +197,7 @@ mod tests {
         CreateKeyRequest {
             name: name.map(str::to_owned),
             scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            rate_limit: None,
         }
     }
 
@@ -197,6 +222,12 @@ mod tests {
         let e =
             NewKey::parse(&req(Some(&long), Some(&["users:read", "root", "users:*"]))).unwrap_err();
         assert_eq!(fields(e), ["name", "scopes/1", "scopes/2"]);
+        let mut r = req(Some("x"), Some(&["admin"]));
+        r.rate_limit = Some(RateLimitRequest {
+            per_second: Some(5.0),
+            burst: Some(0),
+        });
+        assert_eq!(fields(NewKey::parse(&r).unwrap_err()), ["rate_limit.burst"]);
     }
 
     fn stored(new: &NewApiKey, revoked: bool) -> ApiKey {
@@ -205,6 +236,7 @@ mod tests {
             &NewKey {
                 name: "k".into(),
                 scopes: Scopes::parse("users:read users:write").unwrap(),
+                rate_limit: None,
             },
             "2026-01-01T00:00:00.000000Z".into(),
             "bootstrap".into(),

@@ -4,4 +4,5 @@
 pub mod api;
 pub mod authorizer;
 pub mod domain;
+pub mod limit;
 pub mod store;

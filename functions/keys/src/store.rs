@@ -1,20 +1,35 @@
 //! API keys in DynamoDB: one item per key, keyed by its id; the `by-created` index lists
 //! them newest first without a Scan. The secret itself is never written, only its hash.
+//! A key with a rate limit also has a bucket item (`id = bucket#<key id>`, its GCRA
+//! `tat` in microseconds); bucket items have no `listing`, so the index never shows them.
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::cursor::{CursorCodec, CursorError, Page};
-use aloft_shared::dynamo::{StoreError, s};
+use aloft_shared::dynamo::{StoreError, n, s};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ApiKey;
+use crate::limit::RateLimit;
 
 const INDEX_BY_CREATED: &str = "by-created";
 /// Every key shares one listing partition: keys are few (dozens, not millions).
 const LISTING: &str = "key";
 const LIST_SCOPE: &str = "keys";
+const BUCKET_PREFIX: &str = "bucket#";
+/// Conditional writes lost to other authorizer processes before giving up (each loss
+/// means the key is busy elsewhere; giving up refuses the request).
+const BUCKET_ATTEMPTS: usize = 4;
+
+/// What [`KeyStore::take_token`] decided, and the bucket's TAT as last seen (to start
+/// from next time, saving a lost write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub allowed: bool,
+    pub tat: Option<i64>,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct KeyItem {
@@ -105,6 +120,73 @@ impl KeyStore {
             .transpose()
     }
 
+    /// Takes one token from the key's bucket at `now_us` (µs since the epoch), starting
+    /// from `seen` (the TAT this process saw last, if any). Over the limit by what it has
+    /// seen, it refuses without a request (the real TAT can only be later). Otherwise one
+    /// conditional UpdateItem; if another process moved the TAT meanwhile, the failed
+    /// condition returns the current one and it decides again.
+    #[tracing::instrument(skip_all, fields(key_id = %key_id))]
+    pub async fn take_token(
+        &self,
+        key_id: &str,
+        limit: &RateLimit,
+        mut seen: Option<i64>,
+        now_us: i64,
+    ) -> Result<Taken, StoreError> {
+        for _ in 0..BUCKET_ATTEMPTS {
+            let Some(next) = limit.admit(seen, now_us) else {
+                return Ok(Taken {
+                    allowed: false,
+                    tat: seen,
+                });
+            };
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("id", s(format!("{BUCKET_PREFIX}{key_id}")))
+                .update_expression("SET tat = :next")
+                .expression_attribute_values(":next", n(next))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let update = match seen {
+                None => update.condition_expression("attribute_not_exists(tat)"),
+                Some(tat) => update
+                    .condition_expression("tat = :seen")
+                    .expression_attribute_values(":seen", n(tat)),
+            };
+            match update.send().await {
+                Ok(_) => {
+                    return Ok(Taken {
+                        allowed: true,
+                        tat: Some(next),
+                    });
+                }
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+                {
+                    seen = match e.err() {
+                        UpdateItemError::ConditionalCheckFailedException(failed) => failed
+                            .item()
+                            .and_then(|item| item.get("tat"))
+                            .and_then(|v| match v {
+                                AttributeValue::N(n) => n.parse().ok(),
+                                _ => None,
+                            }),
+                        _ => None,
+                    };
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::warn!("bucket contended past {BUCKET_ATTEMPTS} attempts; refusing");
+        Ok(Taken {
+            allowed: false,
+            tat: seen,
+        })
+    }
+
     /// Keys newest first, one page at a time.
     pub async fn list(
         &self,
@@ -134,6 +216,10 @@ impl KeyStore {
     /// returns it. Revoking twice is not an error: the caller wants it revoked, and it is.
     #[tracing::instrument(skip_all, fields(key_id = %id))]
     pub async fn revoke(&self, id: &str, at: &str) -> Result<ApiKey, KeyStoreError> {
+        // A bucket item is not a key (and must never get a `revoked_at`).
+        if id.starts_with(BUCKET_PREFIX) {
+            return Err(KeyStoreError::NotFound(id.to_owned()));
+        }
         let result = self
             .client
             .update_item()

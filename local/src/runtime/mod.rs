@@ -255,7 +255,7 @@ impl Function {
         self.logs.system(
             &c.name,
             &format!(
-                "cold start: process {instance} (pid {})",
+                "cold start: process {instance} (pid {}, runtime API {runtime_api})",
                 child.id().unwrap_or(0)
             ),
         );

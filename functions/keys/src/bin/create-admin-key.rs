@@ -64,6 +64,8 @@ async fn main() -> anyhow::Result<()> {
     let new = NewKey {
         name: args.name,
         scopes: Scopes::new([Scope::Admin]),
+        // The bootstrap key must always get in, to fix whatever else is wrong.
+        rate_limit: None,
     };
     let key = ApiKey::new(
         minted.key_id.clone(),
