@@ -5,12 +5,13 @@ SHELL := bash
 VENV := .venv
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup run test lint fmt clippy template bench
+.PHONY: help setup run test lint fmt clippy template deny bench load
 
 help:
 	@echo "make run    run the whole platform locally on http://127.0.0.1:$${ALOFT_PORT:-3000}"
 	@echo "make test   run every check and test (format, lint, template, unit, end to end)"
 	@echo "make bench  benchmarks against the local stack (DynamoDB requests per call, latency)"
+	@echo "make load   50 connections for 30 s over a mix of operations (oha), with p50/p99"
 
 setup:
 	@local/scripts/setup.sh
@@ -21,7 +22,7 @@ run: setup
 test: setup lint
 	@local/scripts/stack.sh test cargo test --workspace --all-targets --no-fail-fast
 
-lint: fmt clippy template
+lint: fmt clippy template deny
 
 fmt:
 	cargo fmt --all --check
@@ -32,6 +33,15 @@ clippy:
 # Benchmarks print numbers (requests per call, latency); no pass/fail on speed.
 bench: setup
 	@local/scripts/stack.sh test cargo bench --workspace
+
+# Licences, duplicate/banned crates and sources. Advisories need the RustSec database,
+# which is fetched from GitHub: unreachable from this project's machines (see README).
+deny:
+	@"$$(local/scripts/tools.sh cargo-deny)" --log-level error check licenses bans sources
+
+# Throughput and latency under load; prints numbers, fails only on unexpected statuses.
+load: setup
+	@local/scripts/load.sh
 
 template: setup
 	$(VENV)/bin/cfn-lint template.yaml

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the pinned Rust tools the checks and the load run need (cargo-deny, oha)
+# into .aloft/tools from crates.io, once per version. Prints the binary's path.
+#
+#   tools.sh cargo-deny | oha
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+tools="$root/.aloft/tools"
+case "${1:-}" in
+  # 0.18.3: the newest cargo-deny that crates.io serves here.
+  cargo-deny) crate=cargo-deny version=0.18.3 features=() ;;
+  # Plain HTTP against loopback only, so no TLS stack (which would need cmake to build).
+  oha) crate=oha version=1.16.0 features=(--no-default-features) ;;
+  *) echo "usage: tools.sh cargo-deny|oha" >&2; exit 2 ;;
+esac
+bin="$tools/bin/$crate"
+stamp="$tools/.$crate-$version"
+if [ ! -x "$bin" ] || [ ! -f "$stamp" ]; then
+  echo "tools: installing $crate $version into .aloft/tools (once)..." >&2
+  cargo install --quiet --locked --root "$tools" --version "$version" "${features[@]}" "$crate" >&2
+  touch "$stamp"
+fi
+echo "$bin"
