@@ -20,10 +20,23 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 
+/// The longest one AWS call may take, retries included. Below the shortest function
+/// timeout in template.yaml (the authorizer's 5 s), so a throttled or unreachable
+/// service ends in an error the function answers (503), never in Lambda killing it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Loads region, credentials and endpoint from the environment (the Lambda sandbox
-/// provides all three; locally `local/` does).
+/// provides all three; locally `local/` does), with [`CALL_TIMEOUT`] on every call and
+/// the SDK's standard retries (3 attempts, exponential backoff with jitter).
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(CALL_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {

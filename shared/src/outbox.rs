@@ -160,9 +160,13 @@ impl Outbox {
         for event in events {
             items.push(self.record(event)?);
         }
+        // The token makes the SDK's own retries idempotent: an attempt whose answer was
+        // lost but which committed is not applied again (and not reported as a failed
+        // condition) when the retry arrives within DynamoDB's 10-minute window.
         match self
             .dynamodb
             .transact_write_items()
+            .client_request_token(uuid::Uuid::new_v4().to_string())
             .set_transact_items(Some(items))
             .send()
             .await
