@@ -1,26 +1,42 @@
 //! The registry HTTP API: an axum `Router` behind API Gateway.
 
 use aloft_shared::auth::{Authorized, scope};
-use aloft_shared::extract::ApiJson;
+use aloft_shared::extract::{ApiJson, ApiQuery};
 use aloft_shared::metrics::{MetricRecord, Unit};
 use aloft_shared::{Problem, clock};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    HealthStatus, HeartbeatRequest, Instance, Load, RegisterRequest, Registration, RegistryError,
-    ServiceName, parse_discovery_query, parse_resolve_query, resolve,
+    HealthChecksAllow, HealthStatus, HeartbeatRequest, Instance, Load, Object, QueryError,
+    RegisterRequest, Registration, RegistryError, ServiceName, discovery_etag,
+    parse_discovery_query, parse_instance_id, parse_resolve_query, resolve,
 };
 use crate::store::{RegistryStore, ServiceView};
 
-type Pairs = Query<Vec<(String, String)>>;
+/// Query strings through the shared extractor (an unreadable one is a 400 problem); the
+/// pairs keep repeated `tag`s and `meta.KEY`s for `domain` to judge.
+type Pairs = ApiQuery<Vec<(String, String)>>;
 
-pub fn router(store: RegistryStore) -> Router {
+/// What the handlers share: the store, and which address kinds health checks may reach
+/// in this deployment (`REGISTRY_HEALTH_CHECKS_ALLOW`).
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub store: RegistryStore,
+    pub checks: HealthChecksAllow,
+}
+
+impl FromRef<ApiState> for RegistryStore {
+    fn from_ref(s: &ApiState) -> Self {
+        s.store.clone()
+    }
+}
+
+pub fn router(store: RegistryStore, checks: HealthChecksAllow) -> Router {
     Router::new()
         .route("/services", get(list_services))
         .route("/services/{service}", get(service_detail))
@@ -37,7 +53,7 @@ pub fn router(store: RegistryStore) -> Router {
             put(heartbeat),
         )
         .route("/services/{service}/resolve", get(resolve_one))
-        .with_state(store)
+        .with_state(ApiState { store, checks })
 }
 
 fn now_ms() -> i64 {
@@ -51,8 +67,7 @@ fn ms_to_rfc3339(ms: i64) -> String {
 }
 
 fn service_name(raw: &str) -> Result<ServiceName, RegistryError> {
-    ServiceName::parse(raw)
-        .map_err(|m| RegistryError::Invalid(vec![aloft_shared::FieldError::new("service", m)]))
+    ServiceName::from_path(raw)
 }
 
 #[derive(Debug, Serialize)]
@@ -88,11 +103,7 @@ fn view(i: &Instance, now: i64) -> InstanceView<'_> {
         tags: &i.tags,
         meta: &i.meta,
         weight: i.weight,
-        status: if i.is_live(now) {
-            i.status
-        } else {
-            HealthStatus::Critical
-        },
+        status: i.effective_status(now),
         load: i.load,
         lease_expires_at: ms_to_rfc3339(i.lease_expires_at_ms),
         check: i.check.as_ref(),
@@ -100,19 +111,20 @@ fn view(i: &Instance, now: i64) -> InstanceView<'_> {
 }
 
 async fn register(
-    State(store): State<RegistryStore>,
+    State(api): State<ApiState>,
     _auth: Authorized<scope::RegistryWrite>,
     Path(service): Path<String>,
-    ApiJson(req): ApiJson<RegisterRequest>,
+    ApiJson(Object(req)): ApiJson<Object<RegisterRequest>>,
 ) -> Result<Response, RegistryError> {
     let service = service_name(&service)?;
-    let reg = Registration::parse(req).map_err(RegistryError::Invalid)?;
+    let reg = Registration::parse(&service, req, api.checks.0).map_err(RegistryError::Invalid)?;
+    let store = api.store;
     let id = reg
         .instance_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let instance = Instance::register(service, id, &reg, now_ms());
-    let created = store.register(&instance, &reg.depends_on).await?;
+    let created = store.register(&instance, reg.depends_on.as_deref()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -129,19 +141,15 @@ async fn heartbeat(
     State(store): State<RegistryStore>,
     _auth: Authorized<scope::RegistryWrite>,
     Path((service, id)): Path<(String, String)>,
-    ApiJson(req): ApiJson<HeartbeatRequest>,
+    ApiJson(Object(req)): ApiJson<Object<HeartbeatRequest>>,
 ) -> Result<Json<LeaseView>, RegistryError> {
     let service = service_name(&service)?;
-    if let Some(load) = &req.load {
-        let errors = load.validate();
-        if !errors.is_empty() {
-            return Err(RegistryError::Invalid(errors));
-        }
-    }
+    let id = parse_instance_id(&id)?;
+    let load = req.load().map_err(RegistryError::Invalid)?;
     let instance = store
-        .heartbeat(service.as_str(), &id, req.status, req.load, now_ms())
+        .heartbeat(service.as_str(), &id, req.status, load, now_ms())
         .await?;
-    if let Some(load) = req.load {
+    if let Some(load) = load {
         emit_load(service.as_str(), &id, load);
     }
     Ok(Json(LeaseView {
@@ -182,6 +190,7 @@ async fn deregister(
     Path((service, id)): Path<(String, String)>,
 ) -> Result<StatusCode, RegistryError> {
     let service = service_name(&service)?;
+    let id = parse_instance_id(&id)?;
     if store.deregister(service.as_str(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -204,14 +213,17 @@ async fn discover(
     State(store): State<RegistryStore>,
     _auth: Authorized<scope::RegistryRead>,
     Path(service): Path<String>,
-    Query(pairs): Pairs,
+    ApiQuery(pairs): Pairs,
     headers: HeaderMap,
 ) -> Result<Response, RegistryError> {
     let service = service_name(&service)?;
-    let (filter, fail_open) = parse_discovery_query(&pairs).map_err(RegistryError::Invalid)?;
+    let (filter, fail_open) = parse_discovery_query(&pairs).map_err(RegistryError::Query)?;
     let state = store.view(service.as_str()).await?.unwrap_or_default();
     let now = now_ms();
     let (chosen, fell_back) = filter.select(&state.instances, now, fail_open);
+    // The ETag covers membership and health, not leases or load: under steady
+    // heartbeats a revalidating client gets its 304.
+    let etag = discovery_etag(state.revision, fell_back, &chosen, now);
     let body = DiscoveryView {
         instances: chosen.into_iter().map(|i| view(i, now)).collect(),
         revision: state.revision,
@@ -219,9 +231,6 @@ async fn discover(
     };
     let json = serde_json::to_vec(&body)
         .map_err(|e| aloft_shared::dynamo::StoreError::new("discovery body", e))?;
-    // The ETag is the answer's own hash, not just the revision: a lease lapsing changes
-    // the answer without any write, and a client must see that.
-    let etag = format!("\"{}\"", &hex(&Sha256::digest(&json))[..32]);
     let tag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let matches = headers
         .get(header::IF_NONE_MATCH)
@@ -246,18 +255,14 @@ async fn discover(
         .into_response())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn resolve_one(
     State(store): State<RegistryStore>,
     _auth: Authorized<scope::RegistryRead>,
     Path(service): Path<String>,
-    Query(pairs): Pairs,
+    ApiQuery(pairs): Pairs,
 ) -> Result<Response, RegistryError> {
     let service = service_name(&service)?;
-    let (strategy, filter) = parse_resolve_query(&pairs).map_err(RegistryError::Invalid)?;
+    let (strategy, filter) = parse_resolve_query(&pairs).map_err(RegistryError::Query)?;
     let state = store
         .view(service.as_str())
         .await?
@@ -298,11 +303,7 @@ fn counts(instances: &[Instance], now: i64) -> HealthCounts {
         critical: 0,
     };
     for i in instances {
-        match if i.is_live(now) {
-            i.status
-        } else {
-            HealthStatus::Critical
-        } {
+        match i.effective_status(now) {
             HealthStatus::Passing => c.passing += 1,
             HealthStatus::Warning => c.warning += 1,
             HealthStatus::Critical => c.critical += 1,
@@ -357,9 +358,9 @@ async fn list_services(
 ) -> Result<Json<ServiceList>, RegistryError> {
     let now = now_ms();
     let mut services = Vec::new();
-    for summary in store.services().await? {
-        if let Some(v) = store.view(&summary.name).await? {
-            services.push(detail(summary.name, v, now));
+    for name in store.services().await? {
+        if let Some(v) = store.view(&name).await? {
+            services.push(detail(name, v, now));
         }
     }
     Ok(Json(ServiceList { services }))
@@ -369,6 +370,13 @@ impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let problem = match self {
             RegistryError::Invalid(errors) => Problem::validation(errors),
+            RegistryError::Query(QueryError::Invalid(errors)) => Problem::validation(errors),
+            RegistryError::Query(e) => {
+                let name = e.parameter().unwrap_or_default().to_owned();
+                Problem::bad_request("invalid-query", e.to_string()).with_errors(vec![
+                    aloft_shared::FieldError::new(name, "is not accepted here"),
+                ])
+            }
             e @ RegistryError::LeaseGone { .. } => {
                 Problem::new(StatusCode::NOT_FOUND, "lease-gone", "Lease gone")
                     .detail(format!("{e}; register the instance again"))

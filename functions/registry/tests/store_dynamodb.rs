@@ -6,6 +6,7 @@ mod common;
 use aloft_registry::domain::{
     HealthStatus, Instance, Load, RegisterRequest, Registration, RegistryError, ServiceName,
 };
+use aloft_shared::ssrf::AddressPolicy;
 use common::{Fixture, fixture};
 
 fn instance(service: &str, id: &str, ttl_seconds: u32, now_ms: i64) -> Instance {
@@ -13,13 +14,9 @@ fn instance(service: &str, id: &str, ttl_seconds: u32, now_ms: i64) -> Instance 
         serde_json::json!({"address": "10.0.0.1", "port": 8080, "ttl_seconds": ttl_seconds}),
     )
     .unwrap();
-    let reg = Registration::parse(req).unwrap();
-    Instance::register(
-        ServiceName::parse(service).unwrap(),
-        id.into(),
-        &reg,
-        now_ms,
-    )
+    let name = ServiceName::parse(service).unwrap();
+    let reg = Registration::parse(&name, req, AddressPolicy::STRICT).unwrap();
+    Instance::register(name, id.into(), &reg, now_ms)
 }
 
 /// The types of the events the store committed to the test's own outbox table, oldest
@@ -48,19 +45,19 @@ async fn registering_twice_updates_and_every_change_bumps_the_revision() {
     let deps = [ServiceName::parse("db").unwrap()];
     assert!(
         f.store
-            .register(&instance("api", "a", 30, now), &deps)
+            .register(&instance("api", "a", 30, now), Some(&deps))
             .await
             .unwrap()
     );
     assert!(
         !f.store
-            .register(&instance("api", "a", 30, now), &deps)
+            .register(&instance("api", "a", 30, now), Some(&deps))
             .await
             .unwrap()
     );
     assert!(
         f.store
-            .register(&instance("api", "b", 30, now), &[])
+            .register(&instance("api", "b", 30, now), None)
             .await
             .unwrap()
     );
@@ -77,14 +74,7 @@ async fn registering_twice_updates_and_every_change_bumps_the_revision() {
     assert!(f.store.deregister("api", "b").await.unwrap());
     assert!(!f.store.deregister("api", "b").await.unwrap());
     assert_eq!(f.store.view("api").await.unwrap().unwrap().revision, 4);
-    let names: Vec<_> = f
-        .store
-        .services()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let names = f.store.services().await.unwrap();
     assert_eq!(names, ["api"]);
     assert_eq!(
         event_types(&f).await,
@@ -102,7 +92,7 @@ async fn heartbeats_renew_live_leases_only() {
     let f = fixture().await;
     let now = 1_000_000;
     f.store
-        .register(&instance("api", "a", 30, now), &[])
+        .register(&instance("api", "a", 30, now), None)
         .await
         .unwrap();
     let load = Load {
@@ -141,23 +131,20 @@ async fn the_sweep_finds_due_leases_and_a_renewed_lease_wins_the_race() {
     let f = fixture().await;
     let now = 1_000_000;
     f.store
-        .register(&instance("api", "short", 5, now), &[])
+        .register(&instance("api", "short", 5, now), None)
         .await
         .unwrap();
     f.store
-        .register(&instance("api", "long", 60, now), &[])
+        .register(&instance("api", "long", 60, now), None)
         .await
         .unwrap();
     f.store
-        .register(&instance("web", "w", 60, now), &[])
+        .register(&instance("web", "w", 60, now), None)
         .await
         .unwrap();
 
     let sweep_at = now + 6_000;
-    assert_eq!(
-        f.store.services_with_due_leases(sweep_at).await.unwrap(),
-        ["api"]
-    );
+    assert_eq!(f.store.services_with_due_leases(sweep_at).await.0, ["api"]);
     // A heartbeat lands between the sweep's read and its delete: the delete must not win.
     f.store
         .heartbeat("api", "short", None, None, now + 4_000)
@@ -184,7 +171,7 @@ async fn the_sweep_finds_due_leases_and_a_renewed_lease_wins_the_race() {
 async fn round_robin_counter_is_atomic_per_service() {
     let f = fixture().await;
     f.store
-        .register(&instance("api", "a", 30, 0), &[])
+        .register(&instance("api", "a", 30, 0), None)
         .await
         .unwrap();
     let draws = futures::future::join_all((0..10).map(|_| f.store.next_round_robin("api"))).await;
@@ -197,171 +184,125 @@ async fn round_robin_counter_is_atomic_per_service() {
     ));
 }
 
-#[tokio::test]
-async fn the_sweep_holds_back_when_nine_of_ten_leases_lapse_and_evicts_ordinary_churn() {
-    use aloft_registry::domain::SelfPreservation;
-    use aloft_registry::sweep::sweep;
+fn names(list: &[&str]) -> Vec<ServiceName> {
+    list.iter()
+        .map(|n| ServiceName::parse(n).unwrap())
+        .collect()
+}
 
+async fn dependents(f: &Fixture, service: &str) -> Vec<String> {
+    f.store.view(service).await.unwrap().unwrap().dependents
+}
+
+#[tokio::test]
+async fn re_registration_replaces_declared_dependencies_and_their_edges() {
     let f = fixture().await;
-    let now = 1_000_000;
-    for i in 0..10 {
+    for dep in ["db", "cache", "queue"] {
         f.store
-            .register(&instance("api", &format!("i{i}"), 5, now), &[])
+            .register(&instance(dep, "x", 60, 0), None)
             .await
             .unwrap();
     }
+    let web = instance("web", "w1", 60, 0);
     f.store
-        .heartbeat("api", "i0", None, None, now + 4_000)
+        .register(&web, Some(&names(&["db", "cache"])))
         .await
         .unwrap();
-    let report = sweep(&f.store, now + 6_000, SelfPreservation::default())
-        .await
-        .unwrap();
-    assert_eq!(report.services.len(), 1);
-    assert!(report.services[0].evicted.is_empty());
-    assert!(
-        report.services[0]
-            .held_back
-            .as_deref()
-            .unwrap()
-            .starts_with("9 of 10")
-    );
+    assert_eq!(dependents(&f, "db").await, ["web"]);
+    assert_eq!(dependents(&f, "cache").await, ["web"]);
+
+    // Not sent: left as declared.
+    f.store.register(&web, None).await.unwrap();
     assert_eq!(
-        f.store.view("api").await.unwrap().unwrap().instances.len(),
-        10
-    );
-    assert!(
-        event_types(&f)
-            .await
-            .contains(&"registry.self_preservation".to_owned())
+        f.store.view("web").await.unwrap().unwrap().depends_on,
+        ["db", "cache"]
     );
 
-    // The partition heals for seven of them: the two still lapsed are ordinary deaths.
-    for i in 1..8 {
+    // Re-declared: the edge to db goes, the one to queue comes.
+    f.store
+        .register(&web, Some(&names(&["cache", "queue"])))
+        .await
+        .unwrap();
+    let view = f.store.view("web").await.unwrap().unwrap();
+    assert_eq!(view.depends_on, ["cache", "queue"]);
+    assert!(dependents(&f, "db").await.is_empty(), "edge removed");
+    assert_eq!(dependents(&f, "cache").await, ["web"]);
+    assert_eq!(dependents(&f, "queue").await, ["web"]);
+
+    // Declared none: every edge goes.
+    f.store.register(&web, Some(&[])).await.unwrap();
+    assert!(
         f.store
-            .register(&instance("api", &format!("i{i}"), 60, now + 6_500), &[])
-            .await
-            .unwrap();
-    }
-    let report = sweep(&f.store, now + 7_000, SelfPreservation::default())
-        .await
-        .unwrap();
-    assert_eq!(report.services[0].evicted, ["i8", "i9"]);
-    assert_eq!(report.services[0].held_back, None);
-}
-
-/// A loopback HTTP server whose health endpoint can be switched up and down.
-async fn switchable_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let up = std::sync::Arc::new(AtomicBool::new(true));
-    let state = up.clone();
-    let app = axum::Router::new().route(
-        "/health",
-        axum::routing::get(move || {
-            let up = state.clone();
-            async move {
-                if up.load(Ordering::SeqCst) {
-                    http::StatusCode::OK
-                } else {
-                    http::StatusCode::SERVICE_UNAVAILABLE
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/health"), up)
-}
-
-fn checked_instance(id: &str, url: &str, now_ms: i64) -> Instance {
-    let req: RegisterRequest = serde_json::from_value(serde_json::json!({
-        "address": "127.0.0.1", "ttl_seconds": 3600,
-        "check": {"http": url, "interval_seconds": 10, "timeout_ms": 300}
-    }))
-    .unwrap();
-    Instance::register(
-        ServiceName::parse("checked").unwrap(),
-        id.into(),
-        &Registration::parse(req).unwrap(),
-        now_ms,
-    )
-}
-
-#[tokio::test]
-async fn http_checks_follow_a_server_going_down_and_up() {
-    use aloft_registry::sweep::{HttpChecker, run_checks};
-    use std::sync::atomic::Ordering;
-
-    let f = fixture().await;
-    let checker = HttpChecker::default();
-    let (url, up) = switchable_server().await;
-    let now = 1_000_000;
-    f.store
-        .register(&checked_instance("web-1", &url, now), &[])
-        .await
-        .unwrap();
-    // A second instance pointing at a port nobody listens on.
-    f.store
-        .register(
-            &checked_instance("gone", "http://127.0.0.1:9/health", now),
-            &[],
-        )
-        .await
-        .unwrap();
-    let status = |id: &'static str| {
-        let store = f.store.clone();
-        async move {
-            store
-                .view("checked")
-                .await
-                .unwrap()
-                .unwrap()
-                .instances
-                .into_iter()
-                .find(|i| i.instance_id == id)
-                .unwrap()
-                .status
-        }
-    };
-
-    let reports = run_checks(&f.store, &checker, now).await.unwrap();
-    assert_eq!(reports.len(), 2, "both checks are due at registration");
-    assert_eq!(status("web-1").await, HealthStatus::Passing);
-    assert_eq!(status("gone").await, HealthStatus::Warning);
-
-    // Not due again until the interval has passed.
-    assert!(
-        run_checks(&f.store, &checker, now + 5_000)
+            .view("web")
             .await
             .unwrap()
+            .unwrap()
+            .depends_on
             .is_empty()
     );
-
-    up.store(false, Ordering::SeqCst);
-    let mut seen = Vec::new();
-    for round in 1..=3 {
-        run_checks(&f.store, &checker, now + round * 10_000)
-            .await
-            .unwrap();
-        seen.push(status("web-1").await);
+    for dep in ["db", "cache", "queue"] {
+        assert!(dependents(&f, dep).await.is_empty(), "{dep}");
     }
-    assert_eq!(
-        seen,
-        [
-            HealthStatus::Warning,
-            HealthStatus::Warning,
-            HealthStatus::Critical
-        ]
-    );
-    assert_eq!(status("gone").await, HealthStatus::Critical);
-    let revision_down = f.store.view("checked").await.unwrap().unwrap().revision;
+}
 
-    up.store(true, Ordering::SeqCst);
-    run_checks(&f.store, &checker, now + 40_000).await.unwrap();
-    assert_eq!(status("web-1").await, HealthStatus::Passing);
-    assert!(
-        f.store.view("checked").await.unwrap().unwrap().revision > revision_down,
-        "a health change is a new revision for discovery"
+#[tokio::test]
+async fn the_most_dependencies_allowed_fit_one_transaction_when_all_change() {
+    use aloft_registry::domain::MAX_DEPENDS_ON;
+    let f = fixture().await;
+    let first: Vec<String> = (0..MAX_DEPENDS_ON).map(|i| format!("a{i}")).collect();
+    let second: Vec<String> = (0..MAX_DEPENDS_ON).map(|i| format!("b{i}")).collect();
+    let web = instance("web", "w1", 60, 0);
+    let as_names = |l: &[String]| {
+        l.iter()
+            .map(|n| ServiceName::parse(n).unwrap())
+            .collect::<Vec<_>>()
+    };
+    f.store
+        .register(&web, Some(&as_names(&first)))
+        .await
+        .unwrap();
+    // 32 edges removed + 32 written + instance + service + event = 67 items.
+    f.store
+        .register(&web, Some(&as_names(&second)))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.view("web").await.unwrap().unwrap().depends_on,
+        second
     );
+}
+
+#[tokio::test]
+async fn a_heartbeat_that_changes_health_is_a_new_revision_and_one_that_does_not_is_not() {
+    let f = fixture().await;
+    let now = 1_000_000;
+    f.store
+        .register(&instance("api", "a", 30, now), None)
+        .await
+        .unwrap();
+    let revision = || async { f.store.view("api").await.unwrap().unwrap().revision };
+    let before = revision().await;
+    let load = Load {
+        cpu_percent: Some(10.0),
+        ..Default::default()
+    };
+    f.store
+        .heartbeat("api", "a", None, Some(load), now + 1)
+        .await
+        .unwrap();
+    f.store
+        .heartbeat("api", "a", Some(HealthStatus::Passing), None, now + 2)
+        .await
+        .unwrap();
+    assert_eq!(revision().await, before, "same health: same revision");
+    let beat = f
+        .store
+        .heartbeat("api", "a", Some(HealthStatus::Warning), None, now + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        (beat.status, beat.lease_expires_at_ms),
+        (HealthStatus::Warning, now + 3 + 30_000)
+    );
+    assert_eq!(revision().await, before + 1);
 }

@@ -1,6 +1,7 @@
 //! A registry store in tables of the test's own, on the local stack's endpoint.
 #![allow(dead_code)]
 
+use aloft_registry::domain::HealthChecksAllow;
 use aloft_registry::store::RegistryStore;
 use aloft_shared::outbox::Outbox;
 use aws_sdk_dynamodb::types::{
@@ -24,16 +25,21 @@ fn key(name: &str, t: KeyType) -> KeySchemaElement {
         .unwrap()
 }
 
-fn gsi(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
+/// An index as template.yaml declares it: `include` empty means keys only.
+fn gsi(name: &str, hash: &str, range: &str, include: &[&str]) -> GlobalSecondaryIndex {
+    let projection = if include.is_empty() {
+        Projection::builder().projection_type(ProjectionType::KeysOnly)
+    } else {
+        include.iter().fold(
+            Projection::builder().projection_type(ProjectionType::Include),
+            |p, a| p.non_key_attributes(*a),
+        )
+    };
     GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key(hash, KeyType::Hash))
         .key_schema(key(range, KeyType::Range))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(projection.build())
         .build()
         .unwrap()
 }
@@ -59,8 +65,18 @@ pub async fn send_event(
     file: &str,
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
+    send_event_with(store, HealthChecksAllow::default(), file, edit).await
+}
+
+/// [`send_event`] under a deployment's health-check setting.
+pub async fn send_event_with(
+    store: &RegistryStore,
+    checks: HealthChecksAllow,
+    file: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (http::StatusCode, http::HeaderMap, serde_json::Value) {
     let r = aloft_shared::http::handle_event(
-        aloft_registry::api::router(store.clone()),
+        aloft_registry::api::router(store.clone(), checks),
         &aloft_shared::http::sample_event(file, edit),
     )
     .await;
@@ -89,9 +105,25 @@ pub async fn fixture() -> Fixture {
         .attribute_definitions(attr("next_check_at_ms", ScalarAttributeType::N))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
-        .global_secondary_indexes(gsi("by-expiry", "expiry_shard", "lease_expires_at_ms"))
-        .global_secondary_indexes(gsi("services", "listing", "service_name"))
-        .global_secondary_indexes(gsi("checks", "check_shard", "next_check_at_ms"))
+        .global_secondary_indexes(gsi(
+            "by-expiry",
+            "expiry_shard",
+            "lease_expires_at_ms",
+            &["service", "instance_id"],
+        ))
+        .global_secondary_indexes(gsi("services", "listing", "service_name", &[]))
+        .global_secondary_indexes(gsi(
+            "checks",
+            "check_shard",
+            "next_check_at_ms",
+            &[
+                "service",
+                "instance_id",
+                "check",
+                "status",
+                "check_failures",
+            ],
+        ))
         .send()
         .await
         .expect("create registry table");
