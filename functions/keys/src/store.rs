@@ -19,9 +19,11 @@ const INDEX_BY_CREATED: &str = "by-created";
 const LISTING: &str = "key";
 const LIST_SCOPE: &str = "keys";
 const BUCKET_PREFIX: &str = "bucket#";
-/// Conditional writes lost to other authorizer processes before giving up (each loss
-/// means the key is busy elsewhere; giving up refuses the request).
-const BUCKET_ATTEMPTS: usize = 4;
+/// Conditional writes lost to other authorizer processes before giving up and refusing.
+/// Each loss means another request was let in, and once the bucket is empty everyone
+/// refuses without writing, so N concurrent requests lose at most `burst` times; past
+/// this many the key is far over any limit a burst allows at once.
+const BUCKET_ATTEMPTS: usize = 16;
 
 /// What [`KeyStore::take_token`] decided, and the bucket's TAT as last seen (to start
 /// from next time, saving a lost write).

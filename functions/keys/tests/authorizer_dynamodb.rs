@@ -205,5 +205,8 @@ async fn concurrent_processes_never_let_more_than_the_burst_through() {
         .into_iter()
         .filter(|ok| *ok)
         .count();
-    assert_eq!(let_in, 5, "the bucket is shared and its writes conditional");
+    assert_eq!(
+        let_in, 5,
+        "the bucket is shared and its writes conditional: exactly the burst gets in"
+    );
 }
