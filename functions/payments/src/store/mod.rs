@@ -20,81 +20,22 @@
 //! A new payment costs one transaction to start (idempotency lock + user check + the
 //! `processing` payment) and one to finish (outcome + idempotency answer + outbox event).
 
+mod keys;
+mod queries;
 mod refunds;
 
 use std::collections::HashMap;
 
 use aloft_shared::config::{self, ConfigError};
-use aloft_shared::cursor::{CursorCodec, CursorError, Page};
+use aloft_shared::cursor::{CursorCodec, CursorError};
 use aloft_shared::dynamo::{StoreError, n, s};
 use aloft_shared::idempotency::IdempotencyStore;
 use aloft_shared::outbox::{Envelope, Outbox, TransactError};
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
-use serde::{Deserialize, Serialize};
 
+pub use self::keys::EVENT_SOURCE;
+use self::keys::{PAYMENT_SK, PaymentItem, payment_pk, user_status};
 use crate::domain::{Payment, PaymentStatus, Refund};
-
-const PAYMENT_SK: &str = "PAYMENT";
-const REFUND_PREFIX: &str = "REFUND#";
-const INDEX_BY_USER: &str = "by-user";
-const INDEX_BY_USER_STATUS: &str = "by-user-status";
-const INDEX_OPEN: &str = "open-since";
-const OPEN_PAYMENT: &str = "payment";
-const OPEN_REFUND: &str = "refund";
-const SHARDS: &str = "0123456789abcdef";
-pub const EVENT_SOURCE: &str = "aloft.payments";
-
-fn payment_pk(id: &str) -> String {
-    format!("PAY#{id}")
-}
-
-/// The `open-since` partition of an open payment or refund of payment `id`.
-fn open_shard(kind: &str, id: &str) -> String {
-    let c = id
-        .chars()
-        .next()
-        .map(|c| c.to_ascii_lowercase())
-        .filter(|c| SHARDS.contains(*c))
-        .unwrap_or('0');
-    format!("{kind}#{c}")
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct PaymentItem {
-    pk: String,
-    sk: String,
-    user_status: String,
-    refundable: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    gateway_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    open_shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    open_since: Option<String>,
-    #[serde(flatten)]
-    payment: Payment,
-}
-
-impl PaymentItem {
-    /// A new payment: open (`processing`) until its outcome is known.
-    fn new(p: &Payment, gateway_key: &str) -> Self {
-        let open = p.status == PaymentStatus::Processing;
-        Self {
-            pk: payment_pk(&p.id),
-            sk: PAYMENT_SK.into(),
-            user_status: user_status(&p.user_id, p.status),
-            refundable: 0,
-            gateway_key: Some(gateway_key.to_owned()),
-            open_shard: open.then(|| open_shard(OPEN_PAYMENT, &p.id)),
-            open_since: open.then(|| p.created_at.clone()),
-            payment: p.clone(),
-        }
-    }
-}
-
-fn user_status(user_id: &str, status: PaymentStatus) -> String {
-    format!("{user_id}#{}", status.as_str())
-}
 
 /// A payment as stored: with its refunds, what is left to refund, and the keys its
 /// requests were sent to the gateway with.
@@ -366,134 +307,5 @@ impl PaymentStore {
     pub async fn answer(&self, complete: TransactWriteItem) -> Result<(), PaymentStoreError> {
         self.transact(vec![complete], &[], |_| Some(PaymentStoreError::LockLost))
             .await
-    }
-
-    /// The payment with its refunds (one Query).
-    pub async fn get(&self, id: &str) -> Result<Option<StoredPayment>, StoreError> {
-        let mut payment = None;
-        let mut refunds = Vec::new();
-        let mut refund_keys = HashMap::new();
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(payment_pk(id)))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        while let Some(item) = items.next().await {
-            let item = item?;
-            let is_payment = item
-                .get("sk")
-                .and_then(|v| v.as_s().ok())
-                .map(String::as_str)
-                == Some(PAYMENT_SK);
-            if is_payment {
-                payment = Some(serde_dynamo::from_item::<_, PaymentItem>(item)?);
-            } else {
-                let r: refunds::RefundItem = serde_dynamo::from_item(item)?;
-                if let Some(key) = r.gateway_key {
-                    refund_keys.insert(r.refund.id.clone(), key);
-                }
-                refunds.push(r.refund);
-            }
-        }
-        Ok(payment.map(|p| StoredPayment {
-            payment: p.payment,
-            refunds,
-            refundable: p.refundable,
-            gateway_key: p.gateway_key,
-            refund_keys,
-        }))
-    }
-
-    /// A user's payments, newest first, optionally in one status.
-    pub async fn list(
-        &self,
-        user_id: &str,
-        status: Option<PaymentStatus>,
-        limit: i32,
-        cursor: Option<&str>,
-    ) -> Result<Page<Payment>, PaymentStoreError> {
-        let (index, key, value) = match status {
-            None => (INDEX_BY_USER, "user_id", user_id.to_owned()),
-            Some(st) => (
-                INDEX_BY_USER_STATUS,
-                "user_status",
-                user_status(user_id, st),
-            ),
-        };
-        let scope = format!("{index}#{value}");
-        let start = self.cursors.start_key(&scope, cursor)?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(index)
-            .key_condition_expression("#k = :v")
-            .expression_attribute_names("#k", key)
-            .expression_attribute_values(":v", s(value))
-            .scan_index_forward(false)
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(StoreError::from)?;
-        let page: Page<PaymentItem> = self.cursors.page(&scope, out)?;
-        Ok(page.map(|i| i.payment))
-    }
-
-    /// Payments still `processing` and refunds still `pending` since before `cutoff`
-    /// (RFC 3339), oldest first per shard, through the sparse `open-since` index.
-    pub async fn stuck(&self, cutoff: &str) -> Result<Vec<Stuck>, StoreError> {
-        let mut found = Vec::new();
-        for kind in [OPEN_PAYMENT, OPEN_REFUND] {
-            for shard in SHARDS.chars() {
-                let mut items = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(INDEX_OPEN)
-                    .key_condition_expression("open_shard = :shard AND open_since < :cutoff")
-                    .expression_attribute_values(":shard", s(format!("{kind}#{shard}")))
-                    .expression_attribute_values(":cutoff", s(cutoff))
-                    .into_paginator()
-                    .items()
-                    .send();
-                while let Some(item) = items.next().await {
-                    let item = item?;
-                    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-                    let (Some(pk), Some(sk)) = (text("pk"), text("sk")) else {
-                        continue;
-                    };
-                    let Some(payment_id) = pk.strip_prefix("PAY#").map(str::to_owned) else {
-                        continue;
-                    };
-                    match sk.strip_prefix(REFUND_PREFIX) {
-                        None => found.push(Stuck::Payment { payment_id }),
-                        Some(rest) => found.push(Stuck::Refund {
-                            payment_id,
-                            refund_id: rest.rsplit('#').next().unwrap_or_default().to_owned(),
-                        }),
-                    }
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_items_spread_over_sixteen_shards() {
-        assert_eq!(open_shard(OPEN_PAYMENT, "3f2a"), "payment#3");
-        assert_eq!(open_shard(OPEN_REFUND, "Abc"), "refund#a");
-        assert_eq!(open_shard(OPEN_PAYMENT, "zz"), "payment#0");
-        assert_eq!(open_shard(OPEN_PAYMENT, ""), "payment#0");
     }
 }

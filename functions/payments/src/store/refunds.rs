@@ -7,10 +7,10 @@ use aloft_shared::outbox::Envelope;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    EVENT_SOURCE, OPEN_REFUND, PAYMENT_SK, PaymentStore, PaymentStoreError, REFUND_PREFIX,
-    open_shard, payment_pk, user_status,
+use super::keys::{
+    EVENT_SOURCE, OPEN_REFUND, PAYMENT_SK, REFUND_PREFIX, open_shard, payment_pk, user_status,
 };
+use super::{PaymentStore, PaymentStoreError};
 use crate::domain::{Payment, PaymentStatus, Refund, RefundStatus};
 
 /// A refund's final write retries when a concurrent refund moved `amount_refunded`.

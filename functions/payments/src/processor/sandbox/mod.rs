@@ -41,22 +41,24 @@
 //! an error, not a charge, so the ledger never misses one. Items hold amounts and ids,
 //! never a card number, CVC or payer email.
 
-use std::collections::HashMap;
+mod ledger;
+mod scenario;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use aloft_shared::config::{self, ConfigError};
-use aloft_shared::dynamo::{n, s};
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aloft_shared::config;
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
+pub use self::ledger::{EntryKind, Ledger, LedgerEntry};
+use self::scenario::failure_for;
+pub use self::scenario::{Scenario, card_scenario, paypal_scenario};
 use super::{
     CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor,
     ProcessorContext, ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
 };
-use crate::domain::{Currency, MethodKind, Money, PaymentMethod};
+use crate::domain::{MethodKind, PaymentMethod};
 
 pub const CARD_NAME: &str = "sandbox_card";
 pub const PAYPAL_NAME: &str = "sandbox_paypal";
@@ -67,88 +69,8 @@ const PAYPAL_CURRENCIES: &[&str] = &["USD", "EUR", "GBP"];
 /// Where the sandbox pretends the payer goes to act; `.invalid` never resolves.
 const ACTION_BASE: &str = "https://sandbox.aloft.invalid";
 
-/// The test cards that do not simply succeed.
-const CARD_SCENARIOS: &[(&str, Scenario)] = &[
-    (
-        "4000000000000002",
-        Scenario::Fail("card_declined", "The card was declined.", false),
-    ),
-    (
-        "4000000000009995",
-        Scenario::Fail(
-            "insufficient_funds",
-            "The card has insufficient funds.",
-            false,
-        ),
-    ),
-    (
-        "4000000000000069",
-        Scenario::Fail("expired_card", "The card has expired.", false),
-    ),
-    (
-        "4000000000000127",
-        Scenario::Fail(
-            "incorrect_cvc",
-            "The card's security code is incorrect.",
-            false,
-        ),
-    ),
-    (
-        "4000000000000119",
-        Scenario::Fail(
-            "processing_error",
-            "An error occurred while processing the card; try again.",
-            true,
-        ),
-    ),
-    ("4000000000003220", Scenario::RequireAction),
-    ("4000000000000259", Scenario::Stall),
-];
-
 /// How long a stalling charge holds its call (`SANDBOX_STALL_SECS`).
 const DEFAULT_STALL: Duration = Duration::from_secs(45);
-
-/// What a test input makes the sandbox do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scenario {
-    Succeed,
-    /// `(code, message, retryable)`
-    Fail(&'static str, &'static str, bool),
-    RequireAction,
-    /// Succeeds at the gateway, whose answer then never comes in time.
-    Stall,
-}
-
-/// The outcome a test card number selects.
-pub fn card_scenario(digits: &str) -> Scenario {
-    CARD_SCENARIOS
-        .iter()
-        .find(|(number, _)| *number == digits)
-        .map_or(Scenario::Succeed, |(_, scenario)| *scenario)
-}
-
-/// The outcome a PayPal payer email selects.
-pub fn paypal_scenario(payer_email: &str) -> Scenario {
-    let email = payer_email.to_ascii_lowercase();
-    let local = email.rsplit_once('@').map_or(email.as_str(), |(l, _)| l);
-    if local == "approve" || local.contains("+approval") {
-        Scenario::RequireAction
-    } else if local == "decline" || local.contains("+declined") {
-        Scenario::Fail(
-            "payer_declined",
-            "The PayPal payer declined the payment.",
-            false,
-        )
-    } else if local == "unavailable" || local.contains("+unavailable") {
-        Scenario::Fail(
-            "processing_error",
-            "PayPal could not process the payment; try again.",
-            true,
-        )
-    } else {
-        Scenario::Succeed
-    }
-}
 
 /// A sandbox processor: the card one or the PayPal one. They differ only in their
 /// name, their methods and currencies, and which test input picks the outcome.
@@ -310,28 +232,6 @@ fn next_action(paypal: bool, reference: &str) -> NextAction {
     }
 }
 
-/// The failure a test input's code stands for.
-fn failure_for(code: &str) -> Failure {
-    let paypal = [
-        paypal_scenario("decline@x"),
-        paypal_scenario("unavailable@x"),
-    ];
-    CARD_SCENARIOS
-        .iter()
-        .map(|(_, s)| *s)
-        .chain(paypal)
-        .find_map(|s| match s {
-            Scenario::Fail(c, message, retryable) if c == code => {
-                Some(Failure::new(c, message, retryable))
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| match code {
-            "canceled" => Failure::new("canceled", "The payment was canceled.", false),
-            other => Failure::new(other, "The payment failed.", false),
-        })
-}
-
 /// How a recorded charge stands now, as a repeat of its request is answered.
 fn replayed(entry: &LedgerEntry, paypal: bool) -> ChargeOutcome {
     let reference = entry.reference.clone();
@@ -488,248 +388,10 @@ async fn refund(
     Ok(RefundOutcome::Succeeded { reference })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    Charge,
-    Refund,
-}
-
-impl EntryKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryKind::Charge => "charge",
-            EntryKind::Refund => "refund",
-        }
-    }
-}
-
-/// One thing the sandbox did. Holds no card number, CVC or payer email by construction:
-/// none of its fields can carry them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEntry {
-    /// The sandbox's reference for the charge or refund (`sbx_ch_…`, `sbx_re_…`).
-    pub reference: String,
-    pub kind: EntryKind,
-    pub processor: String,
-    pub payment_id: String,
-    pub idempotency_key: String,
-    pub amount: Money,
-    /// `succeeded`, `failed`, `requires_action`; after confirm or cancel, `succeeded` or
-    /// `canceled`.
-    pub outcome: String,
-    pub failure_code: Option<String>,
-    /// For a refund: the charge it refunds.
-    pub charge_reference: Option<String>,
-    /// RFC 3339, millisecond precision.
-    pub at: String,
-}
-
-// Attribute names, in one place.
-const PK: &str = "pk";
-const KIND: &str = "kind";
-const PROCESSOR: &str = "processor";
-const PAYMENT_ID: &str = "payment_id";
-const IDEMPOTENCY_KEY: &str = "idempotency_key";
-const AMOUNT: &str = "amount";
-const CURRENCY: &str = "currency";
-const OUTCOME: &str = "outcome";
-const FAILURE_CODE: &str = "failure_code";
-const CHARGE_REFERENCE: &str = "charge_reference";
-const AT: &str = "at";
-
-impl LedgerEntry {
-    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
-        let mut item = HashMap::from([
-            (PK.to_owned(), s(&self.reference)),
-            (KIND.to_owned(), s(self.kind.as_str())),
-            (PROCESSOR.to_owned(), s(&self.processor)),
-            (PAYMENT_ID.to_owned(), s(&self.payment_id)),
-            (IDEMPOTENCY_KEY.to_owned(), s(&self.idempotency_key)),
-            (AMOUNT.to_owned(), n(self.amount.minor)),
-            (CURRENCY.to_owned(), s(self.amount.currency.code())),
-            (OUTCOME.to_owned(), s(&self.outcome)),
-            (AT.to_owned(), s(&self.at)),
-        ]);
-        if let Some(code) = &self.failure_code {
-            item.insert(FAILURE_CODE.to_owned(), s(code));
-        }
-        if let Some(charge) = &self.charge_reference {
-            item.insert(CHARGE_REFERENCE.to_owned(), s(charge));
-        }
-        item
-    }
-
-    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, ProcessorError> {
-        let text = |name: &str| -> Result<String, ProcessorError> {
-            item.get(name)
-                .and_then(|v| v.as_s().ok())
-                .cloned()
-                .ok_or_else(|| ProcessorError::Ledger(format!("item without `{name}`")))
-        };
-        let optional = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        let kind = match text(KIND)?.as_str() {
-            "charge" => EntryKind::Charge,
-            "refund" => EntryKind::Refund,
-            other => return Err(ProcessorError::Ledger(format!("unknown kind `{other}`"))),
-        };
-        let minor: i64 = item
-            .get(AMOUNT)
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| ProcessorError::Ledger("item without a numeric `amount`".into()))?;
-        let currency =
-            Currency::parse(&text(CURRENCY)?).map_err(|e| ProcessorError::Ledger(e.to_string()))?;
-        Ok(Self {
-            reference: text(PK)?,
-            kind,
-            processor: text(PROCESSOR)?,
-            payment_id: text(PAYMENT_ID)?,
-            idempotency_key: text(IDEMPOTENCY_KEY)?,
-            amount: Money { minor, currency },
-            outcome: text(OUTCOME)?,
-            failure_code: optional(FAILURE_CODE),
-            charge_reference: optional(CHARGE_REFERENCE),
-            at: text(AT)?,
-        })
-    }
-}
-
-/// The sandbox's own record of what it did, in the table `SANDBOX_LEDGER_TABLE`:
-/// key `pk` (S, the reference), GSI [`Ledger::BY_PAYMENT`] on `payment_id` (S) and
-/// `at` (S), projecting all attributes.
-#[derive(Debug, Clone)]
-pub struct Ledger {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-}
-
-impl Ledger {
-    pub const TABLE_VAR: &str = "SANDBOX_LEDGER_TABLE";
-    pub const BY_PAYMENT: &str = "by_payment";
-
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    pub fn from_env(client: aws_sdk_dynamodb::Client) -> Result<Self, ConfigError> {
-        Ok(Self::new(client, config::required(Self::TABLE_VAR)?))
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
-    /// Writes one entry; a reference is never written twice: `false` when it already
-    /// was (a repeated request).
-    pub async fn record(&self, entry: &LedgerEntry) -> Result<bool, ProcessorError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(entry.to_item()))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
-        }
-    }
-
-    /// The entry with this reference (a consistent read).
-    pub async fn get(&self, reference: &str) -> Result<Option<LedgerEntry>, ProcessorError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(reference))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| ProcessorError::Ledger(DisplayErrorContext(e).to_string()))?;
-        out.item.as_ref().map(LedgerEntry::from_item).transpose()
-    }
-
-    /// Moves a charge waiting for action to `outcome`: `false` when it is not waiting.
-    async fn settle(&self, reference: &str, outcome: &str) -> Result<bool, ProcessorError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(reference))
-            .update_expression("SET #outcome = :to")
-            .condition_expression("#kind = :charge AND #outcome = :waiting")
-            .expression_attribute_names("#outcome", OUTCOME)
-            .expression_attribute_names("#kind", KIND)
-            .expression_attribute_values(":to", s(outcome))
-            .expression_attribute_values(":charge", s("charge"))
-            .expression_attribute_values(":waiting", s("requires_action"))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
-        }
-    }
-
-    /// Every entry for a payment, oldest first.
-    pub async fn entries(&self, payment_id: &str) -> Result<Vec<LedgerEntry>, ProcessorError> {
-        let mut entries = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(Self::BY_PAYMENT)
-                .key_condition_expression("#p = :p")
-                .expression_attribute_names("#p", PAYMENT_ID)
-                .expression_attribute_values(":p", s(payment_id))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| ProcessorError::Ledger(DisplayErrorContext(e).to_string()))?;
-            for item in page.items() {
-                entries.push(LedgerEntry::from_item(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(entries);
-            }
-        }
-    }
-
-    /// How many charges (of any outcome) the sandbox made for a payment.
-    pub async fn count_charges(&self, payment_id: &str) -> Result<usize, ProcessorError> {
-        Ok(self
-            .entries(payment_id)
-            .await?
-            .iter()
-            .filter(|e| e.kind == EntryKind::Charge)
-            .count())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Brand, CardNumber, Cvc, Expiry};
+    use crate::domain::{Brand, CardNumber, Currency, Cvc, Expiry, Money};
 
     fn usd(minor: i64) -> Money {
         Money::new(minor, Currency::parse("USD").unwrap()).unwrap()
@@ -947,23 +609,7 @@ mod tests {
     }
 
     #[test]
-    fn ledger_items_round_trip_and_hold_no_secrets() {
-        let entry = LedgerEntry {
-            reference: "sbx_ch_1".into(),
-            kind: EntryKind::Charge,
-            processor: CARD_NAME.into(),
-            payment_id: "pay_1".into(),
-            idempotency_key: "key-1".into(),
-            amount: usd(1000),
-            outcome: "failed".into(),
-            failure_code: Some("card_declined".into()),
-            charge_reference: None,
-            at: "2026-11-24T23:44:13.123Z".into(),
-        };
-        let item = entry.to_item();
-        assert_eq!(LedgerEntry::from_item(&item).unwrap(), entry);
-        let text = format!("{item:?}");
-        assert!(!text.contains("4242") && !text.contains("123\""), "{text}");
+    fn a_charge_request_never_shows_its_card() {
         let request = card("4242424242424242");
         let logged = format!("{request:?}");
         assert!(
