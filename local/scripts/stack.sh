@@ -67,7 +67,16 @@ wait_for "$AWS_ENDPOINT_URL/moto-api/" "moto" "${pids[-1]}" "$logs/moto.log"
 # Local webhook receivers listen on loopback (plain http), which the deployed default
 # refuses; link-local and metadata addresses stay refused.
 params=("WebhookAllowPrivateUrls=true")
+# Local instances (and the tests' health-check servers) live on loopback and private
+# addresses; deployed, checks reach public addresses only unless the deployer says so.
+params+=("RegistryHealthChecksAllow=private-and-loopback")
+# One machine: at most 10 processes per function, as aloft-local's default, rather than
+# the deployed reservations (50–100 per function).
+params+=("AuthorizerConcurrency=10" "ApiFunctionConcurrency=10" "WorkerFunctionConcurrency=10")
 if [ "$mode" = test ]; then
+  # A small bucket for GET /health only, so the gateway's 429 is observable; every other
+  # route keeps the stage default.
+  params+=("HealthThrottleBurstLimit=5" "HealthThrottleRateLimit=1")
   params+=("AuthorizerCacheTtlSeconds=$ttl")
   # The Standard Webhooks schedule (0 s, 5 s, 5 min, …) in seconds rather than hours:
   # the same retry code path, observable within a test.
