@@ -56,6 +56,8 @@ pub const DEFAULT_PROCESSORS: &str = "sandbox_card,sandbox_paypal";
 ///
 /// Object safe, so the registry can hold any mix of them. Implementations never log or
 /// store a card number or CVC; [`ChargeRequest`] is the only place they are reachable.
+/// An adapter implements [`Adapter`] with plain `async fn`s and is a `Processor` by the
+/// blanket impl below.
 pub trait Processor: Send + Sync {
     /// Stable name, stored on each payment (`sandbox_card`, `stripe`).
     fn name(&self) -> &str;
@@ -96,6 +98,84 @@ pub trait Processor: Send + Sync {
         &'a self,
         query: &'a ChargeLookup,
     ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>>;
+}
+
+/// A [`Processor`] written with `async fn`s: each operation as [`Processor`] documents
+/// it, stated once; the blanket impl boxes the futures the registry's trait objects need.
+pub trait Adapter: Send + Sync {
+    fn name(&self) -> &str;
+
+    fn supported_methods(&self) -> Vec<SupportedMethod>;
+
+    fn charge(
+        &self,
+        request: &ChargeRequest,
+    ) -> impl Future<Output = Result<ChargeOutcome, ProcessorError>> + Send;
+
+    fn confirm(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<ChargeOutcome, ProcessorError>> + Send;
+
+    fn cancel(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<CancelOutcome, ProcessorError>> + Send;
+
+    fn refund(
+        &self,
+        request: &RefundRequest,
+    ) -> impl Future<Output = Result<RefundOutcome, ProcessorError>> + Send;
+
+    fn lookup(
+        &self,
+        query: &ChargeLookup,
+    ) -> impl Future<Output = Result<Option<ChargeOutcome>, ProcessorError>> + Send;
+}
+
+impl<A: Adapter> Processor for A {
+    fn name(&self) -> &str {
+        Adapter::name(self)
+    }
+
+    fn supported_methods(&self) -> Vec<SupportedMethod> {
+        Adapter::supported_methods(self)
+    }
+
+    fn charge<'a>(
+        &'a self,
+        request: &'a ChargeRequest,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+        Box::pin(Adapter::charge(self, request))
+    }
+
+    fn confirm<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+        Box::pin(Adapter::confirm(self, reference))
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
+        Box::pin(Adapter::cancel(self, reference))
+    }
+
+    fn refund<'a>(
+        &'a self,
+        request: &'a RefundRequest,
+    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
+        Box::pin(Adapter::refund(self, request))
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        query: &'a ChargeLookup,
+    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>> {
+        Box::pin(Adapter::lookup(self, query))
+    }
 }
 
 /// What the reconciler knows of a charge whose outcome is unknown.

@@ -43,8 +43,8 @@ pub use self::wire::paypal_value;
 use self::wire::{Order, OrderState, order_state, paypal_error, refusal};
 use super::http::{Gateway, NoAnswer, path_id};
 use super::{
-    CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, Processor,
-    ProcessorContext, ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
+    Adapter, CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, ProcessorContext,
+    ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
 };
 use crate::domain::{MethodKind, PaymentMethod};
 
@@ -69,10 +69,10 @@ const ID_PUNCTUATION: &[u8] = b"-_";
 /// Registered in [`super::REGISTERED`].
 pub fn build(
     context: &ProcessorContext,
-) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
+) -> BoxFuture<'_, Result<Arc<dyn super::Processor>, ProcessorError>> {
     Box::pin(async move {
         let config = PayPalConfig::from_env(&context.secrets).await?;
-        Ok(Arc::new(PayPal::new(config)?) as Arc<dyn Processor>)
+        Ok(Arc::new(PayPal::new(config)?) as Arc<dyn super::Processor>)
     })
 }
 
@@ -101,7 +101,43 @@ impl PayPal {
         })
     }
 
-    async fn charge_inner(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProcessorError> {
+    async fn get_order(&self, id: &str) -> Result<Order, ProcessorError> {
+        let (status, text) = self
+            .call(
+                Method::GET,
+                &format!("/v2/checkout/orders/{id}"),
+                None,
+                None,
+            )
+            .await
+            .map_err(|e| e.unknown(GATEWAY, Some(id)))?;
+        if status == StatusCode::NOT_FOUND {
+            return Err(ProcessorError::UnknownReference(id.to_owned()));
+        }
+        if !status.is_success() {
+            return Err(match refusal(status, &text, Some(id)) {
+                Err(e) => e,
+                Ok(f) => ProcessorError::unknown(NAME, Some(id.to_owned()), f.message),
+            });
+        }
+        GATEWAY.parse(&text, Some(id))
+    }
+}
+
+impl Adapter for PayPal {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn supported_methods(&self) -> Vec<SupportedMethod> {
+        let cur = currencies(CURRENCIES);
+        [MethodKind::Paypal, MethodKind::PaypalCredit]
+            .into_iter()
+            .map(|m| SupportedMethod::new(m, &cur))
+            .collect()
+    }
+
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProcessorError> {
         let PaymentMethod::Paypal { payer_email, .. } = &request.method else {
             return Ok(ChargeOutcome::failed(
                 None,
@@ -172,30 +208,8 @@ impl PayPal {
         }
     }
 
-    async fn get_order(&self, id: &str) -> Result<Order, ProcessorError> {
-        let (status, text) = self
-            .call(
-                Method::GET,
-                &format!("/v2/checkout/orders/{id}"),
-                None,
-                None,
-            )
-            .await
-            .map_err(|e| e.unknown(GATEWAY, Some(id)))?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(ProcessorError::UnknownReference(id.to_owned()));
-        }
-        if !status.is_success() {
-            return Err(match refusal(status, &text, Some(id)) {
-                Err(e) => e,
-                Ok(f) => ProcessorError::unknown(NAME, Some(id.to_owned()), f.message),
-            });
-        }
-        GATEWAY.parse(&text, Some(id))
-    }
-
     /// Captures an approved order; an order not approved yet still requires action.
-    async fn confirm_inner(&self, reference: &str) -> Result<ChargeOutcome, ProcessorError> {
+    async fn confirm(&self, reference: &str) -> Result<ChargeOutcome, ProcessorError> {
         let id = path_id(reference, ID_PUNCTUATION)?;
         let (status, text) = self
             .call(
@@ -238,7 +252,12 @@ impl PayPal {
         }
     }
 
-    async fn refund_inner(&self, request: &RefundRequest) -> Result<RefundOutcome, ProcessorError> {
+    async fn cancel(&self, reference: &str) -> Result<CancelOutcome, ProcessorError> {
+        path_id(reference, ID_PUNCTUATION)?;
+        Ok(CancelOutcome::Canceled)
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundOutcome, ProcessorError> {
         let not_sent = |failure| {
             Ok(RefundOutcome::Failed {
                 reference: None,
@@ -326,10 +345,7 @@ impl PayPal {
         }
     }
 
-    async fn lookup_inner(
-        &self,
-        query: &ChargeLookup,
-    ) -> Result<Option<ChargeOutcome>, ProcessorError> {
+    async fn lookup(&self, query: &ChargeLookup) -> Result<Option<ChargeOutcome>, ProcessorError> {
         let Some(reference) = &query.reference else {
             // No order id was ever read, so nobody could approve or capture it.
             return Ok(None);
@@ -337,60 +353,8 @@ impl PayPal {
         match order_state(self.get_order(path_id(reference, ID_PUNCTUATION)?).await?)? {
             OrderState::Outcome(outcome) => Ok(Some(outcome)),
             // The payer approved: capturing is what confirm would do.
-            OrderState::Approved(id) => self.confirm_inner(&id).await.map(Some),
+            OrderState::Approved(id) => self.confirm(&id).await.map(Some),
         }
-    }
-}
-
-impl Processor for PayPal {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn supported_methods(&self) -> Vec<SupportedMethod> {
-        let cur = currencies(CURRENCIES);
-        [MethodKind::Paypal, MethodKind::PaypalCredit]
-            .into_iter()
-            .map(|m| SupportedMethod::new(m, &cur))
-            .collect()
-    }
-
-    fn charge<'a>(
-        &'a self,
-        request: &'a ChargeRequest,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        Box::pin(self.charge_inner(request))
-    }
-
-    fn confirm<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        Box::pin(self.confirm_inner(reference))
-    }
-
-    fn cancel<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
-        Box::pin(async move {
-            path_id(reference, ID_PUNCTUATION)?;
-            Ok(CancelOutcome::Canceled)
-        })
-    }
-
-    fn refund<'a>(
-        &'a self,
-        request: &'a RefundRequest,
-    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
-        Box::pin(self.refund_inner(request))
-    }
-
-    fn lookup<'a>(
-        &'a self,
-        query: &'a ChargeLookup,
-    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>> {
-        Box::pin(self.lookup_inner(query))
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use aloft_shared::config::{self, ConfigError};
 use aloft_shared::dynamo::{n, s};
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::{Currency, Money};
@@ -157,16 +158,7 @@ impl Ledger {
             .expression_attribute_names("#pk", PK)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
-        }
+        applied(result)
     }
 
     /// The entry with this reference (a consistent read).
@@ -203,16 +195,7 @@ impl Ledger {
             .expression_attribute_values(":waiting", s("requires_action"))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
-        }
+        applied(result)
     }
 
     /// Every entry for a payment, oldest first.
@@ -250,6 +233,23 @@ impl Ledger {
             .iter()
             .filter(|e| e.kind == EntryKind::Charge)
             .count())
+    }
+}
+
+/// Whether a conditional write applied: `false` when its condition failed.
+fn applied<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> Result<bool, ProcessorError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(ProcessorError::Ledger(DisplayErrorContext(e).to_string())),
     }
 }
 

@@ -55,7 +55,7 @@ pub use self::ledger::{EntryKind, Ledger, LedgerEntry};
 use self::scenario::failure_for;
 pub use self::scenario::{Scenario, card_scenario, paypal_scenario};
 use super::{
-    CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, NextAction, Processor,
+    Adapter, CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, NextAction,
     ProcessorContext, ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
 };
 use crate::domain::{MethodKind, PaymentMethod};
@@ -116,26 +116,26 @@ impl Sandbox {
 /// Registered in [`super::REGISTERED`]; reads `SANDBOX_LEDGER_TABLE`.
 pub fn build_card(
     context: &ProcessorContext,
-) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
+) -> BoxFuture<'_, Result<Arc<dyn super::Processor>, ProcessorError>> {
     Box::pin(async move {
         let ledger = Ledger::from_env(context.dynamodb.clone())?;
         let stall: u64 = config::parsed_or("SANDBOX_STALL_SECS", DEFAULT_STALL.as_secs())?;
         let sandbox = Sandbox::card(Some(ledger)).with_stall(Duration::from_secs(stall));
-        Ok(Arc::new(sandbox) as Arc<dyn Processor>)
+        Ok(Arc::new(sandbox) as Arc<dyn super::Processor>)
     })
 }
 
 /// Registered in [`super::REGISTERED`]; reads `SANDBOX_LEDGER_TABLE`.
 pub fn build_paypal(
     context: &ProcessorContext,
-) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
+) -> BoxFuture<'_, Result<Arc<dyn super::Processor>, ProcessorError>> {
     Box::pin(async move {
         let ledger = Ledger::from_env(context.dynamodb.clone())?;
-        Ok(Arc::new(Sandbox::paypal(Some(ledger))) as Arc<dyn Processor>)
+        Ok(Arc::new(Sandbox::paypal(Some(ledger))) as Arc<dyn super::Processor>)
     })
 }
 
-impl Processor for Sandbox {
+impl Adapter for Sandbox {
     fn name(&self) -> &str {
         self.name
     }
@@ -148,10 +148,7 @@ impl Processor for Sandbox {
             .collect()
     }
 
-    fn charge<'a>(
-        &'a self,
-        request: &'a ChargeRequest,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProcessorError> {
         let scenario =
             self.methods
                 .contains(&request.method.kind())
@@ -159,53 +156,36 @@ impl Processor for Sandbox {
                     PaymentMethod::Card { number, .. } => card_scenario(number.expose_digits()),
                     PaymentMethod::Paypal { payer_email, .. } => paypal_scenario(payer_email),
                 });
-        Box::pin(async move {
-            let (outcome, first) =
-                charge(self.name, self.ledger.as_ref(), request, scenario).await?;
-            // The first charge stalls after it is recorded; a repeat answers at once.
-            if first && scenario == Some(Scenario::Stall) {
-                tokio::time::sleep(self.stall).await;
-            }
-            Ok(outcome)
-        })
+        let (outcome, first) = charge(self.name, self.ledger.as_ref(), request, scenario).await?;
+        // The first charge stalls after it is recorded; a repeat answers at once.
+        if first && scenario == Some(Scenario::Stall) {
+            tokio::time::sleep(self.stall).await;
+        }
+        Ok(outcome)
     }
 
-    fn confirm<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        Box::pin(confirm(self.ledger.as_ref(), reference))
+    async fn confirm(&self, reference: &str) -> Result<ChargeOutcome, ProcessorError> {
+        confirm(self.ledger.as_ref(), reference).await
     }
 
-    fn cancel<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
-        Box::pin(cancel(self.ledger.as_ref(), reference))
+    async fn cancel(&self, reference: &str) -> Result<CancelOutcome, ProcessorError> {
+        cancel(self.ledger.as_ref(), reference).await
     }
 
-    fn refund<'a>(
-        &'a self,
-        request: &'a RefundRequest,
-    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
-        Box::pin(refund(self.name, self.ledger.as_ref(), request))
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundOutcome, ProcessorError> {
+        refund(self.name, self.ledger.as_ref(), request).await
     }
 
-    fn lookup<'a>(
-        &'a self,
-        query: &'a ChargeLookup,
-    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>> {
-        Box::pin(async move {
-            let ledger = self.ledger.as_ref().ok_or_else(|| {
-                ProcessorError::Ledger("a sandbox without a ledger cannot look charges up".into())
-            })?;
-            let reference = reference_for("sbx_ch", &query.idempotency_key);
-            let paypal = self.name == PAYPAL_NAME;
-            Ok(ledger
-                .get(&reference)
-                .await?
-                .map(|entry| replayed(&entry, paypal)))
-        })
+    async fn lookup(&self, query: &ChargeLookup) -> Result<Option<ChargeOutcome>, ProcessorError> {
+        let ledger = self.ledger.as_ref().ok_or_else(|| {
+            ProcessorError::Ledger("a sandbox without a ledger cannot look charges up".into())
+        })?;
+        let reference = reference_for("sbx_ch", &query.idempotency_key);
+        let paypal = self.name == PAYPAL_NAME;
+        Ok(ledger
+            .get(&reference)
+            .await?
+            .map(|entry| replayed(&entry, paypal)))
     }
 }
 

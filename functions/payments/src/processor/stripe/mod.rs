@@ -39,8 +39,8 @@ pub use self::config::{StripeConfig, load_secret};
 use self::wire::{IntentList, error_outcome, intent_outcome, intent_state};
 use super::http::{Gateway, NoAnswer, bounded_key, path_id};
 use super::{
-    CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, Processor,
-    ProcessorContext, ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
+    Adapter, CancelOutcome, ChargeLookup, ChargeOutcome, ChargeRequest, Failure, ProcessorContext,
+    ProcessorError, RefundOutcome, RefundRequest, SupportedMethod, currencies,
 };
 use crate::domain::{MethodKind, PaymentMethod};
 
@@ -69,10 +69,10 @@ const LOOKUP_MAX_PAGES: usize = 50;
 /// Registered in [`super::REGISTERED`].
 pub fn build(
     context: &ProcessorContext,
-) -> BoxFuture<'_, Result<Arc<dyn Processor>, ProcessorError>> {
+) -> BoxFuture<'_, Result<Arc<dyn super::Processor>, ProcessorError>> {
     Box::pin(async move {
         let config = StripeConfig::from_env(&context.secrets).await?;
-        Ok(Arc::new(Stripe::new(config)?) as Arc<dyn Processor>)
+        Ok(Arc::new(Stripe::new(config)?) as Arc<dyn super::Processor>)
     })
 }
 
@@ -103,8 +103,22 @@ impl Stripe {
             None => request,
         }
     }
+}
 
-    async fn charge_inner(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProcessorError> {
+impl Adapter for Stripe {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn supported_methods(&self) -> Vec<SupportedMethod> {
+        let cur = currencies(CURRENCIES);
+        [MethodKind::Visa, MethodKind::Mastercard, MethodKind::Amex]
+            .into_iter()
+            .map(|m| SupportedMethod::new(m, &cur))
+            .collect()
+    }
+
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProcessorError> {
         let PaymentMethod::Card {
             number,
             cvc,
@@ -167,7 +181,7 @@ impl Stripe {
         intent_outcome(status, &body)
     }
 
-    async fn confirm_inner(&self, reference: &str) -> Result<ChargeOutcome, ProcessorError> {
+    async fn confirm(&self, reference: &str) -> Result<ChargeOutcome, ProcessorError> {
         let id = path_id(reference, INTENT_ID_PUNCTUATION)?;
         let sent = self
             .http
@@ -196,64 +210,7 @@ impl Stripe {
         intent_outcome(status, &body)
     }
 
-    /// Finds the intent of a charge whose answer was lost: by id, or by listing the
-    /// intents created since the payment and matching its `metadata[payment_id]`.
-    async fn lookup_inner(
-        &self,
-        query: &ChargeLookup,
-    ) -> Result<Option<ChargeOutcome>, ProcessorError> {
-        if let Some(reference) = &query.reference {
-            return self.confirm_inner(reference).await.map(Some);
-        }
-        let now = aloft_shared::clock::now().unix_timestamp();
-        let mut after: Option<String> = None;
-        for _ in 0..LOOKUP_MAX_PAGES {
-            let mut params = vec![
-                (
-                    "created[gte]",
-                    (query.created_at - LOOKUP_SLACK_SECS).to_string(),
-                ),
-                ("created[lte]", (now + LOOKUP_SLACK_SECS).to_string()),
-                ("limit", "100".to_owned()),
-            ];
-            params.extend(after.take().map(|id| ("starting_after", id)));
-            let sent = self
-                .http
-                .get(self.url("/v1/payment_intents"))
-                .bearer_auth(&self.config.secret)
-                .query(&params)
-                .send()
-                .await;
-            let (status, body) = GATEWAY
-                .read(sent)
-                .await
-                .map_err(|e| e.unknown(GATEWAY, None))?;
-            if !status.is_success() {
-                return Err(match error_outcome(status, &body) {
-                    Err(e) => e,
-                    Ok(_) => ProcessorError::unknown(NAME, None, format!("list answered {status}")),
-                });
-            }
-            let page: IntentList = GATEWAY.parse(&body, None)?;
-            let last = page.data.last().map(|i| i.id.clone());
-            if let Some(intent) = page.data.into_iter().find(|i| {
-                i.metadata.get("payment_id").map(String::as_str) == Some(query.payment_id.as_str())
-            }) {
-                return intent_state(intent).map(Some);
-            }
-            match (page.has_more, last) {
-                (true, Some(last)) => after = Some(last),
-                _ => return Ok(None),
-            }
-        }
-        Err(ProcessorError::unknown(
-            NAME,
-            None,
-            "too many intents to list",
-        ))
-    }
-
-    async fn cancel_inner(&self, reference: &str) -> Result<CancelOutcome, ProcessorError> {
+    async fn cancel(&self, reference: &str) -> Result<CancelOutcome, ProcessorError> {
         let id = path_id(reference, INTENT_ID_PUNCTUATION)?;
         let sent = self
             .post(&format!("/v1/payment_intents/{id}/cancel"), None)
@@ -279,7 +236,7 @@ impl Stripe {
         error_outcome(status, &body).map(|(_, failure)| CancelOutcome::Failed { failure })
     }
 
-    async fn refund_inner(&self, request: &RefundRequest) -> Result<RefundOutcome, ProcessorError> {
+    async fn refund(&self, request: &RefundRequest) -> Result<RefundOutcome, ProcessorError> {
         let form = [
             ("payment_intent", request.charge_reference.clone()),
             ("amount", request.amount.minor.to_string()),
@@ -338,54 +295,59 @@ impl Stripe {
             },
         })
     }
-}
 
-impl Processor for Stripe {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn supported_methods(&self) -> Vec<SupportedMethod> {
-        let cur = currencies(CURRENCIES);
-        [MethodKind::Visa, MethodKind::Mastercard, MethodKind::Amex]
-            .into_iter()
-            .map(|m| SupportedMethod::new(m, &cur))
-            .collect()
-    }
-
-    fn charge<'a>(
-        &'a self,
-        request: &'a ChargeRequest,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        Box::pin(self.charge_inner(request))
-    }
-
-    fn confirm<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<ChargeOutcome, ProcessorError>> {
-        Box::pin(self.confirm_inner(reference))
-    }
-
-    fn cancel<'a>(
-        &'a self,
-        reference: &'a str,
-    ) -> BoxFuture<'a, Result<CancelOutcome, ProcessorError>> {
-        Box::pin(self.cancel_inner(reference))
-    }
-
-    fn refund<'a>(
-        &'a self,
-        request: &'a RefundRequest,
-    ) -> BoxFuture<'a, Result<RefundOutcome, ProcessorError>> {
-        Box::pin(self.refund_inner(request))
-    }
-
-    fn lookup<'a>(
-        &'a self,
-        query: &'a ChargeLookup,
-    ) -> BoxFuture<'a, Result<Option<ChargeOutcome>, ProcessorError>> {
-        Box::pin(self.lookup_inner(query))
+    /// Finds the intent of a charge whose answer was lost: by id, or by listing the
+    /// intents created since the payment and matching its `metadata[payment_id]`.
+    async fn lookup(&self, query: &ChargeLookup) -> Result<Option<ChargeOutcome>, ProcessorError> {
+        if let Some(reference) = &query.reference {
+            return self.confirm(reference).await.map(Some);
+        }
+        let now = aloft_shared::clock::now().unix_timestamp();
+        let mut after: Option<String> = None;
+        for _ in 0..LOOKUP_MAX_PAGES {
+            let mut params = vec![
+                (
+                    "created[gte]",
+                    (query.created_at - LOOKUP_SLACK_SECS).to_string(),
+                ),
+                ("created[lte]", (now + LOOKUP_SLACK_SECS).to_string()),
+                ("limit", "100".to_owned()),
+            ];
+            params.extend(after.take().map(|id| ("starting_after", id)));
+            let sent = self
+                .http
+                .get(self.url("/v1/payment_intents"))
+                .bearer_auth(&self.config.secret)
+                .query(&params)
+                .send()
+                .await;
+            let (status, body) = GATEWAY
+                .read(sent)
+                .await
+                .map_err(|e| e.unknown(GATEWAY, None))?;
+            if !status.is_success() {
+                return Err(match error_outcome(status, &body) {
+                    Err(e) => e,
+                    Ok(_) => ProcessorError::unknown(NAME, None, format!("list answered {status}")),
+                });
+            }
+            let page: IntentList = GATEWAY.parse(&body, None)?;
+            let last = page.data.last().map(|i| i.id.clone());
+            if let Some(intent) = page.data.into_iter().find(|i| {
+                i.metadata.get("payment_id").map(String::as_str) == Some(query.payment_id.as_str())
+            }) {
+                return intent_state(intent).map(Some);
+            }
+            match (page.has_more, last) {
+                (true, Some(last)) => after = Some(last),
+                _ => return Ok(None),
+            }
+        }
+        Err(ProcessorError::unknown(
+            NAME,
+            None,
+            "too many intents to list",
+        ))
     }
 }
 
