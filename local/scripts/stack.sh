@@ -67,12 +67,17 @@ wait_for "$AWS_ENDPOINT_URL/moto-api/" "moto" "${pids[-1]}" "$logs/moto.log"
 # Local webhook receivers listen on loopback (plain http), which the deployed default
 # refuses; link-local and metadata addresses stay refused.
 params=("WebhookAllowPrivateUrls=true")
-# Local instances (and the tests' health-check servers) live on loopback and private
-# addresses; deployed, checks reach public addresses only unless the deployer says so.
-params+=("RegistryHealthChecksAllow=private-and-loopback")
+# The tests' health-check servers listen on loopback; private ranges stay refused, as
+# deployed by default (deployers inside a VPC may allow them).
+params+=("RegistryHealthChecksAllow=loopback")
 # One machine: at most 10 processes per function, as aloft-local's default, rather than
 # the deployed reservations (50–100 per function).
 params+=("AuthorizerConcurrency=10" "ApiFunctionConcurrency=10" "WorkerFunctionConcurrency=10")
+# moto answers in milliseconds, but on a loaded two-core machine a call can queue for
+# seconds behind serialised DynamoDB requests: a local call may take up to 30 s before
+# it counts as failed (4 s deployed). Tests that build their own clients read it too.
+export AWS_CALL_TIMEOUT_MS=30000
+params+=("AwsCallTimeoutMs=$AWS_CALL_TIMEOUT_MS")
 if [ "$mode" = test ]; then
   # A small bucket for GET /health only, so the gateway's 429 is observable; every other
   # route keeps the stage default.

@@ -20,19 +20,31 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 
-/// The longest one AWS call may take, retries included. Below the shortest function
+/// The longest one AWS call may take, retries included, unless `AWS_CALL_TIMEOUT_MS`
+/// says otherwise (template parameter `AwsCallTimeoutMs`). Below the shortest function
 /// timeout in template.yaml (the authorizer's 5 s), so a throttled or unreachable
-/// service ends in an error the function answers (503), never in Lambda killing it.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(4);
+/// service ends in an error the function answers, never in Lambda killing it.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The call timeout in force: `AWS_CALL_TIMEOUT_MS`, or [`DEFAULT_CALL_TIMEOUT`] when it
+/// is unset or not a number of milliseconds.
+pub fn call_timeout() -> Duration {
+    std::env::var("AWS_CALL_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_CALL_TIMEOUT)
+}
 
 /// Loads region, credentials and endpoint from the environment (the Lambda sandbox
-/// provides all three; locally `local/` does), with [`CALL_TIMEOUT`] on every call and
+/// provides all three; locally `local/` does), with [`call_timeout`] on every call and
 /// the SDK's standard retries (3 attempts, exponential backoff with jitter).
 pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(CALL_TIMEOUT)
+                .operation_timeout(call_timeout())
                 .build(),
         )
         .load()
