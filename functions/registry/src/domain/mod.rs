@@ -26,7 +26,7 @@ use aloft_shared::FieldError;
 
 pub const MAX_TAGS: usize = 32;
 pub const MAX_META: usize = 32;
-/// A registration's `depends_on` list, deduplicated. 32 keeps the registration one
+/// A registration's `depends_on` list, as sent (repeats are then merged). 32 keeps it one
 /// transaction even when every edge changes: 32 edges written + 32 removed + the
 /// instance, the service and the event = 67 of DynamoDB's 100 items.
 pub const MAX_DEPENDS_ON: usize = 32;

@@ -125,6 +125,11 @@ fn parse_depends_on(
     errors: &mut Errors,
 ) -> Option<Vec<ServiceName>> {
     let raw = raw?;
+    if raw.len() > MAX_DEPENDS_ON {
+        let message = format!("must name at most {MAX_DEPENDS_ON} services");
+        fail(errors, "depends_on", message);
+        return None;
+    }
     let mut deps = BTreeSet::new();
     for (i, d) in raw.iter().enumerate() {
         match ServiceName::parse(d) {
@@ -138,13 +143,6 @@ fn parse_depends_on(
             }
             Err(m) => fail(errors, &format!("depends_on[{i}]"), m),
         }
-    }
-    if deps.len() > MAX_DEPENDS_ON {
-        fail(
-            errors,
-            "depends_on",
-            format!("must name at most {MAX_DEPENDS_ON} different services"),
-        );
     }
     Some(deps.into_iter().collect())
 }
@@ -318,13 +316,14 @@ mod tests {
             )),
             ["depends_on"]
         );
-        let repeated: Vec<String> = (0..100).map(|_| "db".to_owned()).collect();
-        assert!(
-            parse(
+        let repeated: Vec<String> = (0..=MAX_DEPENDS_ON).map(|_| "db".to_owned()).collect();
+        assert_eq!(
+            fields(parse(
                 serde_json::json!({"address": "a", "depends_on": repeated}),
                 AddressPolicy::STRICT
-            )
-            .is_ok()
+            )),
+            ["depends_on"],
+            "the list as sent is bounded, repeats included"
         );
         assert_eq!(
             fields(parse(
