@@ -11,6 +11,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 /// Nothing new starts this close to the function's timeout, so the sweep ends on its
 /// own (with its report) rather than being cut off.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+const FALLBACK_BUDGET: Duration = Duration::from_secs(45);
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -30,12 +31,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let (store, checker) = (&store, &checker);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
-            let left = event
-                .context
-                .deadline()
-                .duration_since(SystemTime::now())
-                .unwrap_or_default()
-                .saturating_sub(DEADLINE_MARGIN);
+            let left = match event.context.deadline().duration_since(SystemTime::now()) {
+                Ok(left) => left.saturating_sub(DEADLINE_MARGIN),
+                // A runtime that sent no deadline: the template's timeout less the margin.
+                Err(_) => FALLBACK_BUDGET,
+            };
             let deadline = tokio::time::Instant::now() + left;
             let now_ms = (clock::now().unix_timestamp_nanos() / 1_000_000) as i64;
             let mut report = sweep::sweep(store, now_ms, policy, deadline).await;
