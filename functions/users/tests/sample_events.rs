@@ -143,6 +143,10 @@ async fn each_write_is_one_transaction_and_nothing_else() {
     // A delete reads the user it removes, then writes once.
     assert_eq!(
         counter.take(),
-        [("GetItem".to_owned(), 1), ("TransactWriteItems".to_owned(), 1)].into()
+        [
+            ("GetItem".to_owned(), 1),
+            ("TransactWriteItems".to_owned(), 1)
+        ]
+        .into()
     );
 }
