@@ -6,6 +6,7 @@
 //! rejected with a 400 before any DynamoDB call, so it can never start a read elsewhere.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
 
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -39,10 +40,16 @@ pub enum CursorError {
     BadSignature,
     #[error("cursor belongs to a different query")]
     WrongScope,
+    /// The master key could not be read (Secrets Manager): a fault of ours, not the cursor's.
+    #[error("cursor key is unavailable")]
+    KeyUnavailable,
 }
 
 impl From<CursorError> for Problem {
     fn from(e: CursorError) -> Self {
+        if e == CursorError::KeyUnavailable {
+            return Problem::internal();
+        }
         Problem::bad_request(
             "invalid-cursor",
             format!("{e}; pass back `next_cursor` exactly as received"),
@@ -66,19 +73,64 @@ struct Payload {
     k: BTreeMap<String, KeyValue>,
 }
 
+/// Signs and checks cursors. Its key is derived on first use (the first cursor signed or
+/// checked), so building one at cold start never reads the master key's secret.
 #[derive(Clone, Debug)]
 pub struct CursorCodec {
-    key: DerivedKey,
+    /// Behind a `Send + Sync` trait object: a handler's state is checked for `Send` and
+    /// `Sync` through every field, inside futures already nested deep, and a lazily
+    /// loaded key spelled out in full took the largest binaries past rustc's query depth.
+    state: Arc<dyn LazyKey>,
+}
+
+trait LazyKey: Send + Sync + std::fmt::Debug {
+    fn state(&self) -> &CodecState;
+}
+
+#[derive(Debug)]
+struct CodecState {
+    master: MasterKey,
+    key: OnceLock<DerivedKey>,
+}
+
+impl LazyKey for CodecState {
+    fn state(&self) -> &CodecState {
+        self
+    }
 }
 
 impl CursorCodec {
     pub fn new(master: &MasterKey) -> Self {
         Self {
-            key: master.derive("cursor"),
+            state: Arc::new(CodecState {
+                master: master.clone(),
+                key: OnceLock::new(),
+            }),
         }
     }
 
+    fn key(&self) -> Result<&DerivedKey, CursorError> {
+        let state = self.state.state();
+        if let Some(k) = state.key.get() {
+            return Ok(k);
+        }
+        let key = state.master.try_derive_blocking("cursor").map_err(|e| {
+            tracing::error!(error = %e, "cursor key unavailable");
+            CursorError::KeyUnavailable
+        })?;
+        Ok(state.key.get_or_init(|| key))
+    }
+
+    /// # Panics
+    /// If the master key cannot be read; [`CursorCodec::page`] reports that as an error.
     pub fn encode(&self, scope: &str, last_key: &HashMap<String, AttributeValue>) -> String {
+        match self.key() {
+            Ok(key) => Self::sign(key, scope, last_key),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn sign(key: &DerivedKey, scope: &str, last_key: &HashMap<String, AttributeValue>) -> String {
         let k = last_key
             .iter()
             .filter_map(|(name, v)| match v {
@@ -92,7 +144,7 @@ impl CursorCodec {
             k,
         })
         .unwrap_or_default();
-        let tag = self.key.sign(&json);
+        let tag = key.sign(&json);
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(&json),
@@ -122,7 +174,15 @@ impl CursorCodec {
             .into_iter()
             .map(serde_dynamo::from_item)
             .collect::<Result<Vec<T>, _>>()?;
-        let next_cursor = out.last_evaluated_key.map(|k| self.encode(scope, &k));
+        let next_cursor = match out.last_evaluated_key {
+            Some(k) => {
+                let key = self
+                    .key()
+                    .map_err(|e| StoreError::new("signing the next cursor", e))?;
+                Some(Self::sign(key, scope, &k))
+            }
+            None => None,
+        };
         Ok(Page { items, next_cursor })
     }
 
@@ -141,7 +201,7 @@ impl CursorCodec {
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| CursorError::Malformed)?;
-        if !self.key.verify(&json, &tag) {
+        if !self.key()?.verify(&json, &tag) {
             return Err(CursorError::BadSignature);
         }
         let payload: Payload = serde_json::from_slice(&json).map_err(|_| CursorError::Malformed)?;
