@@ -2,28 +2,19 @@
 //! resolved through [`GuardedResolver`] so the address connected to is the address
 //! checked (DNS rebinding can't slip a private address in after registration).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::domain::{Attempt, ErrorClass, RESPONSE_BODY_KEPT, keep_body};
-use crate::ssrf::{Refusal, UrlPolicy, WebhookUrl, check_ip};
+use crate::ssrf::{UrlPolicy, WebhookUrl};
 
 /// The delivery timeout of the Standard Webhooks / Svix bar.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A name that resolved only to refused addresses.
-#[derive(Debug, thiserror::Error)]
-#[error("{name} resolves only to refused addresses ({refusal})")]
-pub struct SsrfRefused {
-    name: String,
-    refusal: Refusal,
-}
-
 /// Resolves with the system resolver, then drops every address the policy refuses; a
-/// name left with none fails the connection with [`SsrfRefused`].
+/// name left with none fails the connection with `aloft_shared::ssrf::SsrfRefused`.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: UrlPolicy,
@@ -37,30 +28,10 @@ impl GuardedResolver {
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy;
+        let policy = self.policy.addresses();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refusal = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match check_ip(a.ip(), policy) {
-                    Ok(()) => true,
-                    Err(r) => {
-                        refusal = Some(r);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let refusal = refusal.unwrap_or(Refusal::Unspecified);
-                return Err(Box::new(SsrfRefused {
-                    name: host,
-                    refusal,
-                })
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let allowed = aloft_shared::ssrf::resolve_allowed(&host, policy).await?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
@@ -150,7 +121,7 @@ async fn read_prefix(response: &mut reqwest::Response) -> String {
 fn classify(e: &reqwest::Error) -> ErrorClass {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
-        if s.is::<SsrfRefused>() {
+        if s.is::<aloft_shared::ssrf::SsrfRefused>() {
             return ErrorClass::SsrfRefused;
         }
         source = s.source();
