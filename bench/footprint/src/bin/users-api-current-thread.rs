@@ -1,0 +1,14 @@
+//! `users-api` exactly, on a current-thread tokio runtime: the footprint run measures it
+//! beside the multi-threaded original, so the flavour's cost is a number, not a guess.
+
+use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
+use aloft_users::{api, store::UserStore};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let sdk = aws::sdk_config().await;
+    let master = MasterKey::from_env(&sdk).await?;
+    let store = UserStore::from_env(&sdk, CursorCodec::new(&master))?;
+    http::serve(api::router(store)).await
+}
