@@ -5,12 +5,13 @@ SHELL := bash
 VENV := .venv
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup run test lint fmt clippy template deny bench load
+.PHONY: help setup run test lint fmt clippy template deny bench footprint load
 
 help:
 	@echo "make run    run the whole platform locally on http://127.0.0.1:$${ALOFT_PORT:-3000}"
 	@echo "make test   run every check and test (format, lint, template, unit, end to end)"
-	@echo "make bench  benchmarks against the local stack (DynamoDB requests per call, latency)"
+	@echo "make bench  benchmarks against the local stack (DynamoDB requests per call, latency), then make footprint"
+	@echo "make footprint  cold init, CPU per call, memory, AWS requests and arm64 size of every function beside a bare Lambda"
 	@echo "make load   50 connections for 30 s over a mix of operations (oha), with p50/p99"
 
 setup:
@@ -33,6 +34,12 @@ clippy:
 # Benchmarks print numbers (requests per call, latency); no pass/fail on speed.
 bench: setup
 	@local/scripts/stack.sh test cargo bench --workspace
+	@$(MAKE) --no-print-directory footprint
+
+# The Lambda footprint table (README "Footprint"), written to target/bench/footprint.{md,json}.
+# Release builds with fat LTO and the arm64 cargo-lambda build: slow on two cores.
+footprint: setup
+	@bench/footprint/run.sh
 
 # Licences, duplicate/banned crates and sources. Advisories need the RustSec database,
 # which is fetched from GitHub: unreachable from this project's machines (see README).
