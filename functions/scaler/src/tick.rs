@@ -94,18 +94,53 @@ impl Evaluator {
 
     /// Evaluates, records and acts on every one of `items`.
     pub async fn evaluate_all(&self, items: Vec<ServiceScaling>, now_ms: i64) -> TickReport {
+        let (decided, mut report) = self.decide_all(items, now_ms).await;
+        self.record_all(decided, now_ms, &mut report).await;
+        report
+    }
+
+    /// Reads what every one of `items` needs (one registry Query each, one batched
+    /// CloudWatch read for all) and decides, without writing anything.
+    pub async fn decide_all(
+        &self,
+        items: Vec<ServiceScaling>,
+        now_ms: i64,
+    ) -> (Vec<(ServiceScaling, Evaluation)>, TickReport) {
         let mut report = TickReport {
             services: items.len(),
             ..TickReport::default()
         };
         let (instances, mut readings) = self.observe(&items, now_ms, &mut report).await;
-        let work = items.into_iter().zip(instances).map(|(item, registered)| {
-            let metrics = readings.remove(&item.service).unwrap_or_default();
-            async move {
-                let registered = registered?;
-                self.evaluate_one(item, &registered, metrics, now_ms).await
+        let mut decided = Vec::with_capacity(items.len());
+        for (item, registered) in items.into_iter().zip(instances) {
+            match registered {
+                Ok(registered) => {
+                    let metrics = readings.remove(&item.service).unwrap_or_default();
+                    let mut eval = observe_and_evaluate(&item, &registered, metrics, now_ms);
+                    if eval.decision.actuation.is_some() {
+                        eval.state.actuation_decision_key = Some(decision_key(now_ms));
+                    }
+                    decided.push((item, eval));
+                }
+                Err(e) => {
+                    tracing::error!(service = %item.service, error = %e, "registry read failed");
+                    report.errors.push(format!("{}: {e}", item.service));
+                }
             }
-        });
+        }
+        (decided, report)
+    }
+
+    /// Records every decision ([`CONCURRENCY`] at a time), then acts on it.
+    pub async fn record_all(
+        &self,
+        decided: Vec<(ServiceScaling, Evaluation)>,
+        now_ms: i64,
+        report: &mut TickReport,
+    ) {
+        let work = decided
+            .into_iter()
+            .map(|(item, eval)| self.record_one(item, eval, now_ms));
         let mut outcomes = futures::stream::iter(work).buffer_unordered(CONCURRENCY);
         while let Some(outcome) = outcomes.next().await {
             match outcome {
@@ -118,12 +153,11 @@ impl Evaluator {
                     report.actuations.extend(o.actuation);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "evaluation failed");
+                    tracing::error!(error = %e, "recording a decision failed");
                     report.errors.push(e.to_string());
                 }
             }
         }
-        report
     }
 
     /// The decision a tick would make for `item` now, without recording or acting on it.
@@ -201,17 +235,12 @@ impl Evaluator {
         (instances, readings)
     }
 
-    async fn evaluate_one(
+    async fn record_one(
         &self,
         item: ServiceScaling,
-        registered: &[RegisteredInstance],
-        metrics: BTreeMap<crate::domain::policy::MetricKind, MetricReading>,
+        eval: Evaluation,
         now_ms: i64,
     ) -> Result<Outcome, ScalerError> {
-        let mut eval = observe_and_evaluate(&item, registered, metrics, now_ms);
-        if eval.decision.actuation.is_some() {
-            eval.state.actuation_decision_key = Some(decision_key(now_ms));
-        }
         let keep = eval
             .decision
             .worth_keeping(item.state.last_decision.as_ref());
