@@ -9,8 +9,12 @@ the product relies on without changing a byte of what the SDK sends or receives.
 services (SQS long polls in particular) stay concurrent.
 
 moto's DynamoDB Streams keeps every shard iterator it ever issued, and a stream mapping
-polling four times a second gets two per poll: a long `make run` would grow without
-bound. DynamoDB expires an iterator 15 minutes after issuing it; so does this launcher.
+polling four times a second gets two per poll (aloft-local asks for a fresh one every
+poll and never reuses one). Each iterator also holds the stream shard it was issued on,
+and moto rolls a cancelled transaction back by swapping in a copy of the whole table:
+held iterators kept those copies alive, and a test run's moto grew to many GiB. So an
+iterator here is good for one `GetRecords` and at most a minute (DynamoDB allows 15
+minutes and re-reads, which nothing in aloft does).
 
 moto's CloudWatch has no percentile statistics (its `Statistics.get_statistics_for_type`
 knows Sum, Average, Minimum, Maximum and SampleCount): `GetMetricData` asking for `p99`
@@ -60,7 +64,7 @@ class DynamoDbSerialised:
             return list(self.app(environ, start_response))
 
 
-ITERATOR_LIFETIME = 15 * 60
+ITERATOR_LIFETIME = 60
 _issue = streams.ShardIterator.__init__
 _get_records = streams.DynamoDBStreamsBackend.get_records
 _last_sweep = [time.monotonic()]
@@ -82,12 +86,16 @@ def _get_records_expiring(self, iterator_arn, limit):
         if current is not None and current.stream_shard is not None:
             it.stream_shard = current.stream_shard
     now = time.monotonic()
-    if now - _last_sweep[0] > 60:
+    if now - _last_sweep[0] > 10:
         _last_sweep[0] = now
-        for arn, it in list(self.shard_iterators.items()):
-            if now - getattr(it, "issued_at", now) > ITERATOR_LIFETIME:
+        for arn, old in list(self.shard_iterators.items()):
+            if now - getattr(old, "issued_at", now) > ITERATOR_LIFETIME:
                 self.shard_iterators.pop(arn, None)
-    return _get_records(self, iterator_arn, limit)
+    try:
+        return _get_records(self, iterator_arn, limit)
+    finally:
+        # Used once: let go of it (and of the table copy its shard may belong to).
+        self.shard_iterators.pop(iterator_arn, None)
 
 
 streams.ShardIterator.__init__ = _issued
