@@ -71,6 +71,17 @@ pub fn n(value: impl std::fmt::Display) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// How big a benchmark run is: `full` under `cargo bench` (which passes `--bench` to a
+/// benchmark binary), `smoke` when `cargo test --all-targets` runs it, so `make test`
+/// keeps every benchmark working without paying for its full run.
+pub fn bench_size(full: usize, smoke: usize) -> usize {
+    if std::env::args().any(|a| a == "--bench") {
+        full
+    } else {
+        smoke
+    }
+}
+
 /// Counts the DynamoDB requests a client sends, by operation (`Query`, `UpdateItem`, …),
 /// retries included. Benchmarks attach it to report requests per API call, the number
 /// DynamoDB bills.

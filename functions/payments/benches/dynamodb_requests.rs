@@ -16,7 +16,9 @@ use aloft_shared::dynamo::RequestCounter;
 use common::{create_for, send};
 use http::StatusCode;
 
-const ROUNDS: usize = 100;
+fn rounds() -> usize {
+    aloft_shared::dynamo::bench_size(100, 5)
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p) as usize]
@@ -34,8 +36,8 @@ async fn main() {
         ("replayed payment", "payments-create.json"),
     ] {
         counter.take();
-        let mut latencies = Vec::with_capacity(ROUNDS);
-        for _ in 0..ROUNDS {
+        let mut latencies = Vec::with_capacity(rounds());
+        for _ in 0..rounds() {
             let key = uuid::Uuid::new_v4().to_string();
             let edit = |e: &mut serde_json::Value| {
                 create_for(&user_id)(e);
@@ -64,11 +66,11 @@ async fn main() {
         let total: usize = requests.values().sum();
         let by_op: Vec<String> = requests
             .iter()
-            .map(|(op, n)| format!("{op} {:.2}", *n as f64 / ROUNDS as f64))
+            .map(|(op, n)| format!("{op} {:.2}", *n as f64 / rounds() as f64))
             .collect();
         println!(
             "{name:<18} {:>5.2} DynamoDB req/call [{}]  p50 {:>8.2?}  p95 {:>8.2?}",
-            total as f64 / ROUNDS as f64,
+            total as f64 / rounds() as f64,
             by_op.join(", "),
             percentile(&latencies, 0.5),
             percentile(&latencies, 0.95),

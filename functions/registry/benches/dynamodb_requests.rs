@@ -17,7 +17,9 @@ use aloft_shared::dynamo::RequestCounter;
 use common::send_event;
 use http::StatusCode;
 
-const ROUNDS: usize = 200;
+fn rounds() -> usize {
+    aloft_shared::dynamo::bench_size(200, 10)
+}
 
 struct Measured {
     name: &'static str,
@@ -29,12 +31,12 @@ struct Measured {
 impl Measured {
     fn print(&mut self) {
         self.latencies.sort();
-        let per_call: f64 = self.requests.values().sum::<usize>() as f64 / ROUNDS as f64;
+        let per_call: f64 = self.requests.values().sum::<usize>() as f64 / rounds() as f64;
         let pct = |p: f64| self.latencies[((self.latencies.len() as f64 - 1.0) * p) as usize];
         let by_op: Vec<String> = self
             .requests
             .iter()
-            .map(|(op, n)| format!("{op} {:.2}", *n as f64 / ROUNDS as f64))
+            .map(|(op, n)| format!("{op} {:.2}", *n as f64 / rounds() as f64))
             .collect();
         println!(
             "{:<22} {:>6.2} req/call (target {}) [{}]  p50 {:>7.2?}  p95 {:>7.2?}  {}",
@@ -64,8 +66,8 @@ where
     Fut: std::future::Future<Output = StatusCode>,
 {
     counter.take();
-    let mut latencies = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
+    let mut latencies = Vec::with_capacity(rounds());
+    for _ in 0..rounds() {
         let started = Instant::now();
         let status = call().await;
         latencies.push(started.elapsed());
@@ -93,7 +95,10 @@ async fn main() {
     let (_, headers, _) = send_event(&store, "registry-discover.json", |_| {}).await;
     let etag = headers["etag"].to_str().unwrap().to_owned();
 
-    println!("registry: DynamoDB requests and latency per call ({ROUNDS} calls each, via moto)");
+    println!(
+        "registry: DynamoDB requests and latency per call ({} calls each, via moto)",
+        rounds()
+    );
     let store = &store;
     measure(&counter, "heartbeat", 1, || async move {
         send_event(store, "registry-heartbeat.json", |_| {}).await.0
@@ -141,7 +146,9 @@ mod steady {
     /// The rate the run asks for. moto serialises DynamoDB requests, so the achieved
     /// rate is printed too; the distribution over partition values does not depend on it.
     const TARGET_PER_SECOND: u64 = 200;
-    const SECONDS: u64 = 10;
+    fn seconds() -> u64 {
+        aloft_shared::dynamo::bench_size(10, 1) as u64
+    }
     /// One discovery revalidation (If-None-Match) per this many heartbeats.
     const HEARTBEATS_PER_DISCOVERY: usize = 10;
     /// What one DynamoDB partition takes, writes per second.
@@ -243,7 +250,7 @@ mod steady {
             etags.push(discover(store, &id(s, 0).0, None).await.1);
         }
         counter.take();
-        let total = (TARGET_PER_SECOND * SECONDS) as usize;
+        let total = (TARGET_PER_SECOND * seconds()) as usize;
         let interval = Duration::from_secs(1) / TARGET_PER_SECOND as u32;
         let started = Instant::now();
         let beats: Vec<StatusCode> = futures::stream::iter(0..total)
@@ -296,8 +303,9 @@ mod steady {
         let share = hot as f64 / index_writes as f64;
         println!();
         println!(
-            "steady heartbeats: {} instances in {SERVICES} services, target {TARGET_PER_SECOND}/s for {SECONDS} s: {total} heartbeats in {:.1?} ({achieved:.0}/s achieved), DynamoDB requests {:?}",
+            "steady heartbeats: {} instances in {SERVICES} services, target {TARGET_PER_SECOND}/s for {} s: {total} heartbeats in {:.1?} ({achieved:.0}/s achieved), DynamoDB requests {:?}",
             SERVICES * INSTANCES_PER_SERVICE,
+            seconds(),
             elapsed,
             requests
         );

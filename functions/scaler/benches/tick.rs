@@ -24,10 +24,14 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, PutRequest, ScalarAttributeType, WriteRequest,
 };
 
-const SERVICES: usize = 1000;
+fn service_count() -> usize {
+    aloft_shared::dynamo::bench_size(1000, 20)
+}
 const INSTANCES_PER_SERVICE: usize = 2;
 /// Services whose decisions are written (see the note in `main`).
-const WRITE_SAMPLE: usize = 50;
+fn write_sample() -> usize {
+    aloft_shared::dynamo::bench_size(50, 5)
+}
 
 fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
     AttributeDefinition::builder()
@@ -225,9 +229,12 @@ async fn main() {
     }))
     .unwrap();
     let policy = ScalingPolicy::parse(&req).unwrap();
-    let services: Vec<String> = (0..SERVICES).map(|i| format!("bench-{run}-{i}")).collect();
+    let services: Vec<String> = (0..service_count())
+        .map(|i| format!("bench-{run}-{i}"))
+        .collect();
     println!(
-        "scaler: seeding {SERVICES} services with policies, {INSTANCES_PER_SERVICE} instances each and their metrics..."
+        "scaler: seeding {} services with policies, {INSTANCES_PER_SERVICE} instances each and their metrics...",
+        services.len()
     );
     let now = now_ms();
     let stamp = aloft_shared::clock::rfc3339(aloft_shared::clock::now());
@@ -284,7 +291,8 @@ async fn main() {
         actuators: Actuators::from_env(&sdk),
     };
     println!(
-        "scaler tick over {SERVICES} services with policies (2 metrics each), in one process, via moto:"
+        "scaler tick over {} services with policies (2 metrics each), in one process, via moto:",
+        services.len()
     );
     // moto's TransactWriteItems deep-copies every table it touches, per call: a thousand
     // transactional writes against it take minutes and gigabytes. So the reads and
@@ -306,7 +314,7 @@ async fn main() {
             wall,
         );
         // The same services each tick, so the second one writes their steady decisions.
-        let sampled = &services[..WRITE_SAMPLE];
+        let sampled = &services[..write_sample()];
         let mut sample: Vec<_> = decided
             .into_iter()
             .filter(|(item, _)| sampled.contains(&item.service))
