@@ -105,6 +105,25 @@ impl MetricsReader {
         Self { client, namespace }
     }
 
+    /// Emits a decision's counts as EMF (`DesiredCount`, `CurrentCount`, dimension
+    /// `Service`), which the dashboard graphs side by side: a log line, no API call.
+    pub fn emit_counts(&self, service: &str, current: u32, desired: u32) {
+        aloft_shared::metrics::MetricRecord::new(self.namespace.as_str())
+            .dimension("Service", service)
+            .dimension_set(&["Service"])
+            .metric(
+                "DesiredCount",
+                f64::from(desired),
+                aloft_shared::metrics::Unit::Count,
+            )
+            .metric(
+                "CurrentCount",
+                f64::from(current),
+                aloft_shared::metrics::Unit::Count,
+            )
+            .emit();
+    }
+
     /// Every wanted metric of every service, in as few calls as CloudWatch allows.
     #[tracing::instrument(skip_all, fields(services = wanted.len()))]
     pub async fn fetch(

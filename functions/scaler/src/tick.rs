@@ -138,6 +138,11 @@ impl Evaluator {
         now_ms: i64,
         report: &mut TickReport,
     ) {
+        for (item, eval) in &decided {
+            let d = &eval.decision;
+            self.metrics
+                .emit_counts(&item.service, d.current, d.desired);
+        }
         let work = decided
             .into_iter()
             .map(|(item, eval)| self.record_one(item, eval, now_ms));
