@@ -5,7 +5,8 @@
 #   run.sh [aloft-footprint args...]     e.g. --cold 20 --warm 1000 --only users-api
 #
 # FOOTPRINT_ARM64=0 skips the cargo-lambda arm64 build (sizes are then left out);
-# FOOTPRINT_PROFILE=debug measures the debug binaries (a quick check of the harness only).
+# FOOTPRINT_PROFILE=debug measures the debug binaries (a quick check of the harness only);
+# FOOTPRINT_BUILD=0 measures what is built already (e.g. to compare with --bin-dir DIR).
 # Everything it starts is stopped when it exits, however it exits.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,12 +20,13 @@ bins=(users-api payments-api registry-api webhooks-api registry-sweep outbox-rel
 extra=(bare-echo users-api-current-thread aloft-footprint)
 
 profile="${FOOTPRINT_PROFILE:-release}"
-if [ "$profile" = release ]; then
+build="${FOOTPRINT_BUILD:-1}"
+if [ "$profile" = release ] && [ "$build" = 1 ]; then
   echo "footprint: building release binaries (fat LTO; minutes on two cores)..."
   cargo build --quiet --release $(printf -- '--bin %s ' "${bins[@]}" "${extra[@]}")
 fi
 
-if [ "${FOOTPRINT_ARM64:-1}" = 1 ] && [ "$profile" = release ]; then
+if [ "${FOOTPRINT_ARM64:-1}" = 1 ] && [ "$profile" = release ] && [ "$build" = 1 ]; then
   if [ -x "$venv/bin/cargo-lambda" ] && rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu; then
     echo "footprint: cargo lambda build --release --arm64 (the deployable artefacts)..."
     # zig comes from the venv (PyPI ziglang); cargo-lambda finds it as python -m ziglang.
@@ -40,8 +42,10 @@ if [ "${FOOTPRINT_ARM64:-1}" = 1 ] && [ "$profile" = release ]; then
   fi
 fi
 
-echo "footprint: building aloft-local (it provisions moto from template.yaml)..."
-cargo build --quiet --workspace --bins
+if [ "$build" = 1 ]; then
+  echo "footprint: building aloft-local (it provisions moto from template.yaml)..."
+  cargo build --quiet --workspace --bins
+fi
 
 free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 pids=()
