@@ -410,7 +410,11 @@ async fn measure(
                 .await?;
         }
         // The echo costs a few microseconds: more calls, so /proc's 10 ms ticks resolve it.
-        let warm = if s.binary == "bare-echo" { a.warm * 10 } else { a.warm };
+        let warm = if s.binary == "bare-echo" {
+            a.warm * 10
+        } else {
+            a.warm
+        };
         let payloads: Vec<Bytes> = (0..warm)
             .map(|i| Bytes::from((op.payload)(ctx, i).to_string()))
             .collect();
