@@ -228,7 +228,13 @@ async fn high_cpu_scales_up_once_drives_ecs_and_scales_down_the_least_loaded_aft
         |s| s["desired"] == 6,
     )
     .await;
-    let decision = &up["last_decision"];
+    // The decision that moved the count: other tests fire the tick too, so a later
+    // no-change decision may already be the last one.
+    let history = decisions(&stack, &service).await;
+    let decision = history
+        .iter()
+        .find(|d| d["desired"] == 6 && d["previous"] != 6)
+        .unwrap_or_else(|| panic!("no decision moved the count to 6: {history:#?}"));
     assert_eq!(up["current"], 4, "{up:#}");
     assert_eq!(decision["per_metric"][0]["metric"], "cpu_percent");
     assert_eq!(
@@ -258,8 +264,12 @@ async fn high_cpu_scales_up_once_drives_ecs_and_scales_down_the_least_loaded_aft
         |s| s["desired"].as_u64().is_some_and(|d| d < 4),
     )
     .await;
-    let decision = &down["last_decision"];
     let desired = down["desired"].as_u64().unwrap() as usize;
+    let moves = decisions(&stack, &service).await;
+    let decision = moves
+        .iter()
+        .find(|d| d["desired"] == desired as u64 && d["previous"] != d["desired"])
+        .unwrap_or_else(|| panic!("no decision moved the count to {desired}: {moves:#?}"));
     let remove: Vec<&str> = decision["remove"]
         .as_array()
         .unwrap_or_else(|| panic!("a scale-down names instances: {decision:#}"))
@@ -421,10 +431,12 @@ async fn an_auto_scaling_group_follows_a_decision() {
         |s| s["desired"] == 3,
     )
     .await;
-    assert_eq!(
-        up["last_decision"]["actuation"]["status"], "succeeded",
-        "{up:#}"
-    );
+    let history = decisions(&stack, &service).await;
+    let moved = history
+        .iter()
+        .find(|d| d["desired"] == 3 && d["previous"] != 3)
+        .unwrap_or_else(|| panic!("no decision moved the count to 3: {up:#} {history:#?}"));
+    assert_eq!(moved["actuation"]["status"], "succeeded", "{moved:#}");
     let described = autoscaling(
         &stack,
         "DescribeAutoScalingGroups",
