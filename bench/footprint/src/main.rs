@@ -471,6 +471,15 @@ async fn measure(
     })
 }
 
+fn write(summary: Summary, out: &Path) -> Result<Summary> {
+    std::fs::write(out.join("footprint.md"), summary.markdown())?;
+    std::fs::write(
+        out.join("footprint.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = args()?;
@@ -517,16 +526,12 @@ async fn main() -> Result<()> {
             Ok(f) => results.push(f),
             Err(e) => eprintln!("footprint: {} not measured: {e:#}", s.binary),
         }
+        // After each function, so a run cut short (or moto falling over) keeps what it got.
+        results = write(Summary::new(results, &a), &a.out)?.functions;
     }
 
-    let summary = Summary::new(results, &a);
-    let markdown = summary.markdown();
-    std::fs::write(a.out.join("footprint.md"), &markdown)?;
-    std::fs::write(
-        a.out.join("footprint.json"),
-        serde_json::to_vec_pretty(&summary)?,
-    )?;
-    println!("{markdown}");
+    let summary = write(Summary::new(results, &a), &a.out)?;
+    println!("{}", summary.markdown());
     println!(
         "(written to {} and {})",
         a.out.join("footprint.md").display(),
