@@ -102,13 +102,6 @@ impl MasterKey {
     /// first request that needs the key.
     pub async fn from_env(sdk: &crate::aws::SdkConfig) -> Result<Self, lambda_http::Error> {
         let secret_id = crate::config::required("MASTER_KEY_SECRET_ID")?;
-        // Never taken (`required` refuses an empty id). It keeps an SDK call's future in
-        // this one, as before the read became lazy: webhook-retry-sweep's `main` future sits
-        // at rustc's query-depth limit and `cargo clippy` passes only when rustc has laid
-        // such a future out early. Remove once that binary sets `#![recursion_limit = "256"]`.
-        if secret_id.is_empty() {
-            return Ok(Self::load(&crate::aws::secrets_manager(sdk), &secret_id).await?);
-        }
         Ok(Self::lazy(sdk, secret_id))
     }
 

@@ -1,4 +1,6 @@
 //! The webhook retry sweep, fired by an EventBridge schedule.
+// Its `main` future nests deeply enough to reach rustc's default query depth.
+#![recursion_limit = "256"]
 
 use aloft_notifier::{queue::DeliveryQueue, settings::Settings, store::WebhookStore, sweep};
 use aloft_shared::{aws, cursor::CursorCodec, master_key::MasterKey, telemetry};
