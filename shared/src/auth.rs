@@ -307,4 +307,88 @@ mod tests {
         assert_eq!(bearer_token("abc"), None);
         assert_eq!(bearer_token("Bearer "), None);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn scope() -> impl Strategy<Value = Scope> {
+            proptest::sample::select(Scope::ALL)
+        }
+
+        proptest! {
+            #[test]
+            fn scopes_round_trip_through_their_text(set in proptest::collection::btree_set(scope(), 0..6)) {
+                let scopes = Scopes::new(set);
+                prop_assert_eq!(Scopes::parse(&scopes.to_string()), Ok(scopes));
+            }
+
+            /// Any order, repeats and runs of whitespace normalise to the same set, once.
+            #[test]
+            fn scope_normalisation_is_idempotent(
+                names in proptest::collection::vec(scope(), 0..8),
+                gaps in proptest::collection::vec("[ \t\n]{1,3}", 8),
+            ) {
+                let text: String = names
+                    .iter()
+                    .zip(&gaps)
+                    .map(|(s, gap)| format!("{gap}{s}"))
+                    .collect();
+                let once = Scopes::parse(&text).unwrap();
+                prop_assert_eq!(Scopes::parse(&once.to_string()), Ok(once.clone()));
+                prop_assert_eq!(once, Scopes::new(names));
+            }
+
+            /// Near-misses of a scope name (case, a stray character) are unknown, never
+            /// mistaken for a scope.
+            #[test]
+            fn scope_parsing_refuses_everything_but_the_names(s in "[a-zA-Z:*_]{0,16}|\\PC{0,16}") {
+                match s.parse::<Scope>() {
+                    Ok(scope) => prop_assert_eq!(scope.as_str(), s.as_str()),
+                    Err(e) => prop_assert_eq!(e, UnknownScope(s.clone())),
+                }
+            }
+
+            #[test]
+            fn well_formed_tokens_yield_their_key_id(
+                id in "[0-9a-fA-F]{32}",
+                secret in "[A-Za-z0-9_-]{43}",
+            ) {
+                let token = format!("{TOKEN_PREFIX}{id}_{secret}");
+                prop_assert_eq!(key_id_of(&token), Some(id.as_str()));
+            }
+
+            #[test]
+            fn tokens_of_the_wrong_shape_have_no_key_id(
+                id in "[0-9a-f]{0,40}",
+                secret in "[A-Za-z0-9_-]{0,50}",
+            ) {
+                prop_assume!(id.len() != 32 || secret.len() != 43);
+                let token = format!("{TOKEN_PREFIX}{id}_{secret}");
+                prop_assert_eq!(key_id_of(&token), None);
+            }
+
+            #[test]
+            fn token_parsing_never_panics(s in "\\PC{0,100}|aloft_\\PC{0,90}") {
+                if let Some(id) = key_id_of(&s) {
+                    prop_assert_eq!(s.len(), TOKEN_PREFIX.len() + 32 + 1 + 43);
+                    let head = format!("{TOKEN_PREFIX}{id}_");
+                    prop_assert!(s.starts_with(&head));
+                }
+                let _ = bearer_token(&s);
+            }
+
+            #[test]
+            fn bearer_tokens_come_back_whatever_the_scheme_case(
+                scheme in "[bB][eE][aA][rR][eE][rR]",
+                pad in "[ ]{0,3}",
+                token in "[!-~]{1,100}",
+            ) {
+                let header = format!("{pad}{scheme} {pad}{token}{pad}");
+                prop_assert_eq!(bearer_token(&header), Some(token.as_str()));
+                let basic = format!("Basic {token}");
+                prop_assert_eq!(bearer_token(&basic), None);
+            }
+        }
+    }
 }

@@ -315,11 +315,89 @@ mod tests {
         }
     }
 
+    /// A `LastEvaluatedKey` as DynamoDB returns it: string and number attributes.
+    fn last_key() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
+        let value = prop_oneof![
+            "\\PC{0,60}".prop_map(AttributeValue::S),
+            "-?[0-9]{1,20}(\\.[0-9]{1,5})?".prop_map(AttributeValue::N),
+        ];
+        proptest::collection::hash_map("[A-Za-z_][A-Za-z0-9_]{0,15}", value, 0..4)
+    }
+
     proptest! {
         #[test]
         fn garbage_never_decodes_and_never_panics(s in "\\PC{0,300}") {
             let c = codec(b"a master key that is long enough!!");
             prop_assert!(c.decode("s", &s).is_err());
+        }
+
+        /// Near-valid: two base64url parts around a dot, as a forger would try.
+        #[test]
+        fn forged_cursor_shapes_never_decode(
+            body in "[A-Za-z0-9_-]{0,200}",
+            tag in "[A-Za-z0-9_-]{0,60}",
+        ) {
+            let c = codec(b"a master key that is long enough!!");
+            let forged = format!("{body}.{tag}");
+            prop_assert!(c.decode("s", &forged).is_err());
+        }
+
+        #[test]
+        fn cursors_round_trip_within_their_scope(scope in "\\PC{0,80}", k in last_key()) {
+            let c = codec(b"a master key that is long enough!!");
+            let cursor = c.encode(&scope, &k);
+            prop_assert!(cursor.len() <= MAX_CURSOR_LEN);
+            prop_assert_eq!(c.start_key(&scope, Some(&cursor)), Ok(Some(k)));
+        }
+
+        #[test]
+        fn a_cursor_never_continues_another_scope(
+            a in "\\PC{0,40}",
+            b in "\\PC{0,40}",
+            k in last_key(),
+        ) {
+            prop_assume!(a != b);
+            let c = codec(b"a master key that is long enough!!");
+            prop_assert_eq!(c.decode(&b, &c.encode(&a, &k)), Err(CursorError::WrongScope));
+        }
+
+        /// Any one character changed (within the cursor alphabet) is refused.
+        #[test]
+        fn an_edited_cursor_is_refused(
+            k in last_key(),
+            at in any::<proptest::sample::Index>(),
+            with in "[A-Za-z0-9_.-]",
+        ) {
+            let c = codec(b"a master key that is long enough!!");
+            let cursor = c.encode("s", &k);
+            let i = at.index(cursor.len());
+            prop_assume!(cursor[i..i + 1] != with);
+            let edited = format!("{}{with}{}", &cursor[..i], &cursor[i + 1..]);
+            prop_assert!(c.decode("s", &edited).is_err());
+        }
+
+        #[test]
+        fn over_long_cursors_are_malformed(s in "[A-Za-z0-9_.-]{2049,2200}") {
+            let c = codec(b"a master key that is long enough!!");
+            prop_assert_eq!(c.decode("s", &s), Err(CursorError::Malformed));
+        }
+
+        #[test]
+        fn limits_are_whole_numbers_from_1_to_100(n in any::<i64>()) {
+            let parsed = parse_limit(Some(&n.to_string()));
+            if (1..=i64::from(MAX_LIMIT)).contains(&n) {
+                prop_assert_eq!(parsed, Ok(n as i32));
+            } else {
+                prop_assert_eq!(parsed.unwrap_err().field, "limit");
+            }
+        }
+
+        #[test]
+        fn any_limit_text_is_in_range_or_names_limit(s in "\\PC{0,12}|[+-]?[0-9]{1,4}(\\.[0-9])?") {
+            match parse_limit(Some(&s)) {
+                Ok(n) => prop_assert!((1..=MAX_LIMIT).contains(&n)),
+                Err(e) => prop_assert_eq!(e.field, "limit"),
+            }
         }
     }
 }

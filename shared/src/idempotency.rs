@@ -479,4 +479,55 @@ mod tests {
             "idempotency-key-required"
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn from_bytes(bytes: &[u8]) -> Option<Result<IdempotencyKey, Problem>> {
+            let value = HeaderValue::from_bytes(bytes).ok()?;
+            let mut h = http::HeaderMap::new();
+            h.insert(HEADER, value);
+            Some(IdempotencyKey::from_headers(&h))
+        }
+
+        proptest! {
+            #[test]
+            fn printable_ascii_keys_of_1_to_255_are_kept_as_sent(k in "[ -~]{1,255}") {
+                let key = from_bytes(k.as_bytes()).unwrap().unwrap();
+                prop_assert_eq!(key.as_str(), k.as_str());
+            }
+
+            /// Every header value HTTP can carry is either a printable ASCII key of
+            /// 1–255 characters, or refused as `invalid-idempotency-key`; never a panic.
+            #[test]
+            fn any_header_value_is_a_valid_key_or_refused(
+                bytes in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..300),
+                    proptest::collection::vec(
+                        prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff],
+                        0..300,
+                    ),
+                    "[ -~]{256,300}".prop_map(String::into_bytes),
+                ],
+            ) {
+                let Some(result) = from_bytes(&bytes) else {
+                    return Ok(());
+                };
+                let valid = (1..=255).contains(&bytes.len())
+                    && bytes.iter().all(|b| (0x20..0x7f).contains(b));
+                match result {
+                    Ok(key) => {
+                        prop_assert!(valid);
+                        prop_assert_eq!(key.as_str().as_bytes(), &bytes[..]);
+                    }
+                    Err(p) => {
+                        prop_assert!(!valid);
+                        prop_assert_eq!(p.slug(), "invalid-idempotency-key");
+                        prop_assert_eq!(p.status, 400);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -295,4 +295,140 @@ mod tests {
         assert!(is_localhost_name("api.localhost"));
         assert!(!is_localhost_name("localhost.example.com"));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const POLICIES: [AddressPolicy; 4] = [
+            AddressPolicy::STRICT,
+            AddressPolicy {
+                allow_private: false,
+                allow_loopback: true,
+            },
+            AddressPolicy {
+                allow_private: true,
+                allow_loopback: false,
+            },
+            AddressPolicy {
+                allow_private: true,
+                allow_loopback: true,
+            },
+        ];
+
+        /// Every IPv6 form that carries `v4`, judged as `v4` itself.
+        fn v6_forms(v4: Ipv4Addr) -> Vec<Ipv6Addr> {
+            let [a, b, c, d] = v4.octets();
+            let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+            let mut forms = vec![
+                v4.to_ipv6_mapped(),
+                Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo),
+                Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1),
+            ];
+            // `::` and `::1` are IPv6's own unspecified and loopback, not 0.0.0.0/0.0.0.1.
+            if u32::from(v4) > 1 {
+                forms.push(v4.to_ipv6_compatible());
+            }
+            forms
+        }
+
+        proptest! {
+            #[test]
+            fn ipv4_carried_in_ipv6_is_judged_as_the_ipv4(v4 in any::<Ipv4Addr>()) {
+                for v6 in v6_forms(v4) {
+                    prop_assert_eq!(classify(IpAddr::V6(v6)), classify(IpAddr::V4(v4)), "{}", v6);
+                }
+            }
+
+            /// However an address is written in text (IPv4-mapped, with zero runs
+            /// compressed or not, upper case), it is the same address and gets the same answer.
+            #[test]
+            fn textual_forms_of_one_address_agree(v4 in any::<Ipv4Addr>(), upper in any::<bool>()) {
+                let expected = classify(IpAddr::V4(v4));
+                let [a, b, c, d] = v4.octets();
+                let texts = [
+                    format!("::ffff:{v4}"),
+                    format!("0:0:0:0:0:ffff:{v4}"),
+                    format!("::ffff:{:x}{:02x}:{:x}{:02x}", a, b, c, d),
+                    format!("64:ff9b::{v4}"),
+                ];
+                for t in texts {
+                    let t = if upper { t.to_uppercase() } else { t };
+                    let ip: IpAddr = t.parse().unwrap();
+                    prop_assert_eq!(classify(ip), expected, "{}", t);
+                }
+            }
+
+            /// Link-local and metadata (and unspecified, multicast, reserved) are refused
+            /// whatever the deployment allows; a policy only ever relaxes its own kind.
+            #[test]
+            fn policies_relax_only_loopback_and_private(ip in any::<IpAddr>()) {
+                let strict = check_ip(ip, AddressPolicy::STRICT);
+                for policy in POLICIES {
+                    match classify(ip) {
+                        None => prop_assert_eq!(check_ip(ip, policy), Ok(())),
+                        Some(r @ Refusal::Loopback) => {
+                            prop_assert_eq!(check_ip(ip, policy).is_ok(), policy.allow_loopback, "{}", ip);
+                            prop_assert_eq!(strict, Err(r));
+                        }
+                        Some(r @ Refusal::Private) => {
+                            prop_assert_eq!(check_ip(ip, policy).is_ok(), policy.allow_private, "{}", ip);
+                            prop_assert_eq!(strict, Err(r));
+                        }
+                        Some(r) => prop_assert_eq!(check_ip(ip, policy), Err(r), "{}", ip),
+                    }
+                }
+            }
+
+            #[test]
+            fn link_local_and_metadata_are_refused_in_every_mode(
+                c in any::<u8>(),
+                d in any::<u8>(),
+                tail in any::<[u16; 7]>(),
+            ) {
+                let v4 = Ipv4Addr::new(169, 254, c, d);
+                let v6 = Ipv6Addr::new(0xfe80 | (tail[0] & 0x3f), tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[0]);
+                for policy in POLICIES {
+                    prop_assert!(check_ip(IpAddr::V4(v4), policy).is_err());
+                    prop_assert!(check_ip(IpAddr::V6(v6), policy).is_err());
+                    for form in v6_forms(v4) {
+                        prop_assert!(check_ip(IpAddr::V6(form), policy).is_err(), "{}", form);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_resolution_keeps_exactly_the_allowed_addresses(
+                ips in proptest::collection::vec(any::<IpAddr>(), 0..6),
+                policy in proptest::sample::select(POLICIES.to_vec()),
+            ) {
+                let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, 443)).collect();
+                let allowed: Vec<SocketAddr> = addrs
+                    .iter()
+                    .copied()
+                    .filter(|a| check_ip(a.ip(), policy).is_ok())
+                    .collect();
+                match filter_resolved("n", addrs, policy) {
+                    Ok(kept) => prop_assert_eq!(kept, allowed),
+                    Err(e) => prop_assert!(allowed.is_empty(), "{}", e),
+                }
+            }
+
+            #[test]
+            fn localhost_names_ignore_case_and_a_final_dot(
+                label in "[a-zA-Z0-9-]{1,20}",
+                host in "[lL][oO][cC][aA][lL][hH][oO][sS][tT]",
+                dot in "\\.?",
+            ) {
+                let (bare, sub, other) = (
+                    format!("{host}{dot}"),
+                    format!("{label}.{host}{dot}"),
+                    format!("{host}.{label}x"),
+                );
+                prop_assert!(is_localhost_name(&bare));
+                prop_assert!(is_localhost_name(&sub));
+                prop_assert!(!is_localhost_name(&other));
+            }
+        }
+    }
 }
