@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod problem;
 pub mod ssrf;
+pub mod strict;
 pub mod telemetry;
 
 pub use problem::{FieldError, Problem};

@@ -3,6 +3,7 @@
 //! measurable ones become.
 
 use aloft_shared::FieldError;
+use aloft_shared::strict::{some, some_object};
 use serde::{Deserialize, Serialize};
 
 use super::objective::{Errors, Objective, ObjectiveRequest, SloRequest};
@@ -11,46 +12,136 @@ use super::objective::{Errors, Objective, ObjectiveRequest, SloRequest};
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualityAttributes {
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub performance: Option<Performance>,
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reliability: Option<Reliability>,
     /// Declarative: stored and shown, not measured.
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maintainability: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub usability: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Performance {
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub response_time_ms: Option<ResponseTime>,
     /// The lowest acceptable request rate.
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput_rps: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_usage: Option<ResourceUsage>,
     /// Targets for where the time goes; shown beside the measured breakdown.
+    #[serde(
+        default,
+        deserialize_with = "some_object",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub latency_breakdown_ms: Option<LatencyBreakdown>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseTime {
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub p50: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub p95: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub p99: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceUsage {
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_percent: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_percent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyBreakdown {
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub database: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub processing: Option<f64>,
 }
 
@@ -58,8 +149,23 @@ pub struct LatencyBreakdown {
 #[serde(deny_unknown_fields)]
 pub struct Reliability {
     /// Over the default 30-day SLO window.
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_percent: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_rate_percent: Option<f64>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mttr_minutes: Option<f64>,
 }
 

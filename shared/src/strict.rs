@@ -1,0 +1,120 @@
+//! Body shapes exactly as documented: a body or a nested object that is not a JSON
+//! object, and an optional field sent as `null`, are wrong types (422), not "absent".
+//! serde's derive alone accepts a struct written as an array (`[null, null]`) and
+//! `null` for every `Option`. Every capability's request bodies use these.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::{MapAccessDeserializer, StrDeserializer};
+use serde::de::{DeserializeOwned, Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// `T` read only from a JSON object (`T` derives `Deserialize`, with
+/// `deny_unknown_fields`). Field paths in errors are kept.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        object(d).map(Object)
+    }
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    d.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// For `#[serde(default, deserialize_with = "some_object")]` on an `Option` of a
+/// nested object: absent is `None`; `null` or an array is an error.
+pub fn some_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    object(d).map(Some)
+}
+
+/// For `#[serde(default, deserialize_with = "some")]` on an optional field: absent is
+/// `None`; `null` is an error naming the type expected.
+pub fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// [`some`] for a unit-variant enum. serde_json reads `null` where an enum is expected
+/// as a syntax error (a 400 "malformed JSON"); read as a string first, it is a wrong type
+/// (422) like any other field.
+pub fn some_enum<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    let raw = String::deserialize(d)?;
+    T::deserialize(StrDeserializer::<serde::de::value::Error>::new(&raw))
+        .map(Some)
+        .map_err(D::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::parse_json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        #[serde(default, deserialize_with = "some")]
+        name: Option<String>,
+        #[serde(default, deserialize_with = "some_object")]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        #[serde(default, deserialize_with = "some")]
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn only_the_documented_shape_is_accepted() {
+        // (body, status, field named)
+        let cases: &[(&str, u16, Option<&str>)] = &[
+            (r#"{}"#, 200, None),
+            (r#"{"name": "a", "inner": {"n": 1}}"#, 200, None),
+            (r#"[null, null]"#, 422, Some("body")),
+            (r#"[]"#, 422, Some("body")),
+            (r#"null"#, 422, Some("body")),
+            (r#""text""#, 422, Some("body")),
+            (r#"{"name": null}"#, 422, Some("name")),
+            (r#"{"name": 1}"#, 422, Some("name")),
+            (r#"{"inner": null}"#, 422, Some("inner")),
+            (r#"{"inner": [1]}"#, 422, Some("inner")),
+            (r#"{"inner": {"n": null}}"#, 422, Some("inner.n")),
+            (r#"{"inner": {"n": "1"}}"#, 422, Some("inner.n")),
+            (r#"{"inner": {"m": 1}}"#, 400, Some("inner.m")),
+            (r#"{"other": 1}"#, 400, Some("other")),
+        ];
+        for (body, status, field) in cases {
+            match parse_json::<Object<Outer>>(body.as_bytes()) {
+                Ok(_) => assert_eq!(*status, 200, "{body}"),
+                Err(p) => {
+                    assert_eq!(p.status, *status, "{body}");
+                    assert_eq!(p.errors.first().map(|e| e.field.as_str()), *field, "{body}");
+                }
+            }
+        }
+    }
+}
