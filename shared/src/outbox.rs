@@ -107,7 +107,7 @@ impl From<TransactError> for StoreError {
     fn from(e: TransactError) -> Self {
         match e {
             TransactError::Store(e) => e,
-            cancelled => StoreError(cancelled.to_string()),
+            TransactError::Cancelled { ref codes } => StoreError::cancelled(codes, e.to_string()),
         }
     }
 }

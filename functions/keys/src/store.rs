@@ -251,6 +251,6 @@ impl KeyStore {
     fn cursors(&self) -> Result<&CursorCodec, StoreError> {
         self.cursors
             .as_ref()
-            .ok_or_else(|| StoreError("key listing needs a cursor codec".into()))
+            .ok_or_else(|| StoreError::internal("key listing needs a cursor codec"))
     }
 }

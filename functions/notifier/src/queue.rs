@@ -136,7 +136,7 @@ impl DeadLetters {
             .message_body(body)
             .send()
             .await
-            .map_err(|e| StoreError(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(StoreError::from)?;
         Ok(())
     }
 }

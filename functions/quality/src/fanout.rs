@@ -59,7 +59,7 @@ impl Dispatch for SqsDispatch {
                 .send()
                 .await?;
             if !out.failed().is_empty() {
-                return Err(StoreError(format!(
+                return Err(StoreError::internal(format!(
                     "{} fan-out messages refused",
                     out.failed().len()
                 )));
@@ -75,6 +75,6 @@ pub struct NoFanout;
 
 impl Dispatch for NoFanout {
     async fn send(&self, _chunks: Vec<Vec<ObjectiveKey>>) -> Result<(), StoreError> {
-        Err(StoreError("the evaluator does not fan out".into()))
+        Err(StoreError::internal("the evaluator does not fan out"))
     }
 }

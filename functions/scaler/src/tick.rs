@@ -394,7 +394,7 @@ impl FanOut {
             }
             let out = request.send().await?;
             if let Some(failed) = out.failed().first() {
-                return Err(StoreError(format!(
+                return Err(StoreError::internal(format!(
                     "SQS refused a scaling batch: {}",
                     failed.message().unwrap_or(failed.code())
                 )));

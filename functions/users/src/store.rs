@@ -218,7 +218,7 @@ impl UserStore {
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }
-        Err(StoreError(format!("user {id} kept changing during delete")).into())
+        Err(StoreError::internal(format!("user {id} kept changing during delete")).into())
     }
 
     #[tracing::instrument(skip_all)]

@@ -134,7 +134,7 @@ impl PaymentStore {
             let current = self
                 .get(&refund.payment_id)
                 .await?
-                .ok_or_else(|| StoreError("refunded payment vanished".into()))?;
+                .ok_or_else(|| StoreError::internal("refunded payment vanished"))?;
             let mut next = current.payment.clone();
             next.amount_refunded += refund.amount;
             next.status = PaymentStatus::after_refund(next.amount_refunded, next.amount);

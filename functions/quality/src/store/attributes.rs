@@ -106,7 +106,7 @@ impl QualityStore {
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }
-        Err(StoreError(format!("objectives of {service} kept changing")).into())
+        Err(StoreError::internal(format!("objectives of {service} kept changing")).into())
     }
 
     /// Creates `defaults` once per deployment (marker `marker`): objectives that exist

@@ -216,7 +216,7 @@ impl QualityStore {
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::internal(format!(
             "objective {}/{} kept changing",
             objective.service, objective.name
         ))
@@ -317,7 +317,7 @@ impl QualityStore {
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }
-        Err(StoreError(format!("objective {service}/{name} kept changing")).into())
+        Err(StoreError::internal(format!("objective {service}/{name} kept changing")).into())
     }
 
     /// Records an evaluation: the new state (and the version it was read at), the

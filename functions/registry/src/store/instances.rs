@@ -65,7 +65,7 @@ impl RegistryStore {
                 Err(e) => return Err(StoreError::from(e).into()),
             }
         }
-        Err(StoreError(format!(
+        Err(StoreError::internal(format!(
             "{service}: declared dependencies kept changing during {REGISTER_ATTEMPTS} attempts"
         ))
         .into())
