@@ -283,4 +283,87 @@ mod tests {
             Decision::Deny(DenyReason::Revoked)
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use super::{fields, stored};
+        use aloft_shared::auth::NewApiKey;
+        use proptest::prelude::*;
+
+        fn scope_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::sample::select(Scope::ALL).prop_map(|s| s.as_str().to_owned()),
+                "[a-z]{1,9}:(read|write|\\*)|\\PC{0,12}| ?admin ?|ADMIN",
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn key_names_are_trimmed_bounded_and_free_of_control_characters(
+                name in "\\PC{0,120}|[ \t]?[a-zé ]{95,105}[ \t]?|[a-z]{0,4}[\\x00-\\x1f\\x7f\u{85}][a-z]{0,4}",
+            ) {
+                let req = CreateKeyRequest {
+                    name: Some(name.clone()),
+                    scopes: Some(vec!["admin".into()]),
+                    rate_limit: None,
+                };
+                let trimmed = name.trim();
+                let ok = (1..=MAX_NAME_CHARS).contains(&trimmed.chars().count())
+                    && !trimmed.chars().any(char::is_control);
+                match NewKey::parse(&req) {
+                    Ok(k) => {
+                        prop_assert!(ok);
+                        prop_assert_eq!(k.name.as_str(), trimmed);
+                    }
+                    Err(e) => {
+                        prop_assert!(!ok, "{:?}", name);
+                        prop_assert_eq!(fields(e), ["name"]);
+                    }
+                }
+            }
+
+            /// Every unknown scope is named by its index; known ones make up the key's set.
+            #[test]
+            fn every_unknown_scope_is_named_by_its_index(list in proptest::collection::vec(scope_name(), 0..6)) {
+                let req = CreateKeyRequest {
+                    name: Some("k".into()),
+                    scopes: Some(list.clone()),
+                    rate_limit: None,
+                };
+                let unknown: Vec<String> = list
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.parse::<Scope>().is_err())
+                    .map(|(i, _)| format!("scopes/{i}"))
+                    .collect();
+                match NewKey::parse(&req) {
+                    Ok(k) => {
+                        prop_assert!(unknown.is_empty() && !list.is_empty());
+                        let names: Vec<&str> = k.scopes.iter().map(Scope::as_str).collect();
+                        for s in &list {
+                            prop_assert!(names.contains(&s.as_str()));
+                        }
+                    }
+                    Err(e) if list.is_empty() => prop_assert_eq!(fields(e), ["scopes"]),
+                    Err(e) => prop_assert_eq!(fields(e), unknown),
+                }
+            }
+
+            /// A presented token of any shape gets a decision, never a panic; only the
+            /// exact token of a live key is let in.
+            #[test]
+            fn any_presented_token_gets_a_decision(
+                t in "\\PC{0,100}|aloft_[0-9a-f]{32}_[A-Za-z0-9_-]{43}|aloft_[0-9a-f]{31,33}_[A-Za-z0-9_-]{42,44}",
+            ) {
+                let new = NewApiKey::generate();
+                let key = stored(&new, false);
+                let stored_key = lookup_id(&t).map(|_| (&key, new.token_hash.as_str()));
+                match decide(&t, stored_key) {
+                    Decision::Allow { .. } => prop_assert_eq!(&t, &new.token),
+                    Decision::Deny(DenyReason::NotAnAloftKey) => prop_assert!(lookup_id(&t).is_none()),
+                    Decision::Deny(r) => prop_assert_eq!(r, DenyReason::WrongSecret),
+                }
+            }
+        }
+    }
 }

@@ -176,4 +176,77 @@ mod tests {
         };
         assert_eq!(run(limit, &[0, 999_999, 1_000_000]), [true, false, true]);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Any number JSON can carry, with the boundaries and their neighbours.
+        fn per_second() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                any::<f64>(),
+                -1.0f64..20_000.0,
+                0.0f64..0.001,
+                proptest::sample::select(vec![
+                    MIN_PER_SECOND,
+                    MIN_PER_SECOND.next_down(),
+                    MAX_PER_SECOND,
+                    MAX_PER_SECOND.next_up(),
+                    0.0,
+                    -0.0,
+                ]),
+            ]
+        }
+
+        fn burst() -> impl Strategy<Value = u64> {
+            prop_oneof![any::<u64>(), 0u64..=u64::from(MAX_BURST) + 2]
+        }
+
+        proptest! {
+            /// A limit is accepted exactly when both fields are in their documented range,
+            /// and every field out of range is named.
+            #[test]
+            fn a_limit_is_accepted_exactly_within_its_ranges(
+                r in proptest::option::of(per_second()),
+                b in proptest::option::of(burst()),
+            ) {
+                let r_ok = r.is_some_and(|r| (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&r));
+                let b_ok = b.is_some_and(|b| (1..=u64::from(MAX_BURST)).contains(&b));
+                match RateLimit::parse(&RateLimitRequest { per_second: r, burst: b }) {
+                    Ok(limit) => {
+                        prop_assert!(r_ok && b_ok);
+                        prop_assert_eq!(Some(limit.per_second), r);
+                        prop_assert_eq!(Some(u64::from(limit.burst)), b);
+                        // A stored limit (a DynamoDB item) reads back as itself.
+                        let item: serde_dynamo::Item = serde_dynamo::to_item(limit).unwrap();
+                        prop_assert_eq!(serde_dynamo::from_item::<_, RateLimit>(item).unwrap(), limit);
+                    }
+                    Err(errors) => {
+                        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                        let mut expected = Vec::new();
+                        if !r_ok { expected.push("rate_limit.per_second"); }
+                        if !b_ok { expected.push("rate_limit.burst"); }
+                        prop_assert_eq!(fields, expected);
+                    }
+                }
+            }
+
+            /// Whatever a valid limit and a clock (epoch microseconds, stored TATs from
+            /// this bucket) say, a decision never overflows, and a full bucket always lets
+            /// the first request in.
+            #[test]
+            fn admitting_never_panics(
+                r in MIN_PER_SECOND..=MAX_PER_SECOND,
+                b in 1..=MAX_BURST,
+                tat in proptest::option::of(0i64..i64::MAX / 2),
+                now in 0i64..i64::MAX / 2,
+            ) {
+                let limit = RateLimit { per_second: r, burst: b };
+                if let Some(next) = limit.admit(tat, now) {
+                    prop_assert!(next > now);
+                }
+                prop_assert!(limit.admit(None, now).is_some());
+            }
+        }
+    }
 }
