@@ -67,7 +67,7 @@ async fn update(
         .get(&id)
         .await?
         .ok_or_else(|| UserError::NotFound(id.clone()))?;
-    if current.version != expected {
+    if let Some(expected) = expected.filter(|v| *v != current.version) {
         return Err(UserError::StaleVersion {
             expected,
             current: current.version,
@@ -98,7 +98,13 @@ async fn search(
 ) -> Result<Json<Page<User>>, UserError> {
     let filter = SearchFilter::parse(&params);
     let limit = parse_limit(params.limit.as_deref());
-    let (filter, limit) = collect_errors(filter, limit)?;
+    let (filter, limit) = match (filter, limit) {
+        (Ok(f), Ok(l)) => (f, l),
+        (f, l) => {
+            let errors = f.err().unwrap_or_default().into_iter().chain(l.err());
+            return Err(UserError::Invalid(errors.collect()));
+        }
+    };
     Ok(Json(
         store
             .search(&filter, limit, params.cursor.as_deref())
@@ -121,28 +127,25 @@ async fn audit(
     Ok(Json(page))
 }
 
-fn collect_errors<A, B>(
-    a: Result<A, FieldError>,
-    b: Result<B, FieldError>,
-) -> Result<(A, B), UserError> {
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok((a, b)),
-        (a, b) => Err(UserError::Invalid(
-            a.err().into_iter().chain(b.err()).collect(),
-        )),
-    }
-}
-
-fn if_match(headers: &HeaderMap) -> Result<u64, UserError> {
+/// The version `If-Match` names, or `None` for `*`: any current version (RFC 9110), so
+/// the update still applies only to the version it read.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, UserError> {
     let raw = headers
         .get(header::IF_MATCH)
         .ok_or(UserError::PreconditionRequired)?;
-    raw.to_str().ok().and_then(parse_if_match).ok_or_else(|| {
-        UserError::Invalid(vec![FieldError::new(
-            "If-Match",
-            "must be the ETag of the user, e.g. \"3\"",
-        )])
-    })
+    if raw.as_bytes().trim_ascii() == b"*" {
+        return Ok(None);
+    }
+    raw.to_str()
+        .ok()
+        .and_then(parse_if_match)
+        .map(Some)
+        .ok_or_else(|| {
+            UserError::Invalid(vec![FieldError::new(
+                "If-Match",
+                "must be the ETag of the user, e.g. \"3\"",
+            )])
+        })
 }
 
 fn with_etag(user: User) -> Response {

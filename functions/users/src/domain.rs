@@ -445,71 +445,72 @@ pub struct SearchParams {
     pub cursor: Option<String>,
 }
 
-/// Which index answers a search; exactly one filter per search.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SearchFilter {
+/// A search: at least one filter, and a user matches when every filter given matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
     /// Exact email, case-insensitive (the folded key).
-    Email(String),
-    Role(Role),
+    pub email: Option<String>,
+    pub role: Option<Role>,
     /// Case-folded name prefix.
-    NamePrefix(String),
+    pub name_prefix: Option<String>,
 }
 
 impl SearchFilter {
-    pub fn parse(p: &SearchParams) -> Result<Self, FieldError> {
-        let given: Vec<&str> = [
-            ("email", &p.email),
-            ("role", &p.role),
-            ("name_prefix", &p.name_prefix),
-        ]
-        .into_iter()
-        .filter(|(_, v)| v.is_some())
-        .map(|(k, _)| k)
-        .collect();
-        match given.as_slice() {
-            [] => {
-                return Err(FieldError::new(
-                    "query",
-                    "give one of email, role, name_prefix",
-                ));
-            }
-            [_] => {}
-            many => {
-                return Err(FieldError::new(
-                    many[1],
-                    format!("give only one of {}", many.join(", ")),
-                ));
-            }
-        }
+    /// Every bad filter is named; none at all names `query`.
+    pub fn parse(p: &SearchParams) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut filter = Self::default();
         if let Some(e) = &p.email {
-            return Email::parse(e)
-                .map(|e| Self::Email(e.key()))
-                .map_err(|m| FieldError::new("email", m));
+            match Email::parse(e) {
+                Ok(e) => filter.email = Some(e.key()),
+                Err(m) => errors.push(FieldError::new("email", m)),
+            }
         }
         if let Some(r) = &p.role {
-            return Role::parse(r)
-                .map(Self::Role)
-                .map_err(|m| FieldError::new("role", m));
+            match Role::parse(r) {
+                Ok(r) => filter.role = Some(r),
+                Err(m) => errors.push(FieldError::new("role", m)),
+            }
         }
-        // Counted as sent: folding may lengthen it (`İ` folds to two characters), and any
-        // name's own text must be a valid prefix of it.
-        let prefix = p.name_prefix.as_deref().unwrap_or_default().trim();
-        if prefix.is_empty() || prefix.chars().count() > MAX_NAME_CHARS {
-            return Err(FieldError::new(
-                "name_prefix",
-                format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        if let Some(prefix) = &p.name_prefix {
+            // Counted as sent: folding may lengthen it (`İ` folds to two characters), and
+            // any name's own text must be a valid prefix of it.
+            let prefix = prefix.trim();
+            if prefix.is_empty() || prefix.chars().count() > MAX_NAME_CHARS {
+                errors.push(FieldError::new(
+                    "name_prefix",
+                    format!("must be 1 to {MAX_NAME_CHARS} characters"),
+                ));
+            } else {
+                filter.name_prefix = Some(prefix.to_lowercase());
+            }
+        }
+        if errors.is_empty() && filter == Self::default() {
+            errors.push(FieldError::new(
+                "query",
+                "give at least one of email, role, name_prefix",
             ));
         }
-        Ok(Self::NamePrefix(prefix.to_lowercase()))
+        if errors.is_empty() {
+            Ok(filter)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Names the query a cursor belongs to, so it cannot continue another one.
     pub fn cursor_scope(&self) -> String {
-        match self {
-            Self::Email(e) => format!("users:email:{e}"),
-            Self::Role(r) => format!("users:role:{r}"),
-            Self::NamePrefix(p) => format!("users:name:{p}"),
+        let mut scope = String::from("users");
+        if let Some(e) = &self.email {
+            scope.push_str(&format!(":email:{e}"));
         }
+        if let Some(r) = &self.role {
+            scope.push_str(&format!(":role:{r}"));
+        }
+        if let Some(p) = &self.name_prefix {
+            scope.push_str(&format!(":name:{p}"));
+        }
+        scope
     }
 }
 
@@ -689,49 +690,66 @@ mod tests {
             name_prefix: name.map(Into::into),
             ..Default::default()
         };
+        let only = |f: SearchFilter| Ok(f);
         assert_eq!(
             SearchFilter::parse(&p(Some(" Ada@X.io "), None, None)),
-            Ok(SearchFilter::Email("ada@x.io".into()))
+            only(SearchFilter {
+                email: Some("ada@x.io".into()),
+                ..Default::default()
+            })
         );
         assert_eq!(
             SearchFilter::parse(&p(None, Some("viewer"), None)),
-            Ok(SearchFilter::Role(Role::Viewer))
+            only(SearchFilter {
+                role: Some(Role::Viewer),
+                ..Default::default()
+            })
         );
         assert_eq!(
             SearchFilter::parse(&p(None, None, Some("AdA"))),
-            Ok(SearchFilter::NamePrefix("ada".into()))
+            only(SearchFilter {
+                name_prefix: Some("ada".into()),
+                ..Default::default()
+            })
         );
+        // Filters combine: every one given must match.
         assert_eq!(
-            SearchFilter::parse(&p(None, None, None)).unwrap_err().field,
-            "query"
+            SearchFilter::parse(&p(Some("a@b.co"), Some("admin"), Some("A"))),
+            only(SearchFilter {
+                email: Some("a@b.co".into()),
+                role: Some(Role::Admin),
+                name_prefix: Some("a".into()),
+            })
         );
-        assert_eq!(
-            SearchFilter::parse(&p(Some("a@b.co"), Some("admin"), None))
+        let fields = |q| -> Vec<String> {
+            SearchFilter::parse(&q)
                 .unwrap_err()
-                .field,
-            "role"
-        );
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(fields(p(None, None, None)), ["query"]);
+        assert_eq!(fields(p(None, Some("boss"), None)), ["role"]);
+        assert_eq!(fields(p(None, None, Some("  "))), ["name_prefix"]);
         assert_eq!(
-            SearchFilter::parse(&p(None, Some("boss"), None))
-                .unwrap_err()
-                .field,
-            "role"
+            fields(p(Some("nope"), Some("boss"), None)),
+            ["email", "role"]
         );
-        assert_eq!(
-            SearchFilter::parse(&p(None, None, Some("  ")))
-                .unwrap_err()
-                .field,
-            "name_prefix"
-        );
-        assert_eq!(
-            SearchFilter::parse(&p(Some("nope"), None, None))
-                .unwrap_err()
-                .field,
-            "email"
+        let role = |r| SearchFilter {
+            role: Some(r),
+            ..Default::default()
+        };
+        assert_ne!(
+            role(Role::Admin).cursor_scope(),
+            role(Role::Viewer).cursor_scope()
         );
         assert_ne!(
-            SearchFilter::Role(Role::Admin).cursor_scope(),
-            SearchFilter::Role(Role::Viewer).cursor_scope()
+            role(Role::Admin).cursor_scope(),
+            SearchFilter {
+                name_prefix: Some("a".into()),
+                ..role(Role::Admin)
+            }
+            .cursor_scope()
         );
     }
 
@@ -877,7 +895,7 @@ mod tests {
             }
 
             #[test]
-            fn a_search_takes_exactly_one_filter(
+            fn a_search_takes_any_filters_but_needs_one(
                 email in proptest::option::of(EMAIL),
                 role in proptest::option::of("admin|viewer"),
                 name in proptest::option::of("[A-Za-z]{1,10}"),
@@ -894,15 +912,12 @@ mod tests {
                 };
                 match SearchFilter::parse(&p) {
                     Ok(f) => {
-                        prop_assert_eq!(given, 1);
-                        if let SearchFilter::Email(key) = f {
-                            prop_assert_eq!(key, email.unwrap().to_lowercase());
-                        }
+                        prop_assert!(given >= 1);
+                        prop_assert_eq!(f.email, email.map(|e| e.to_lowercase()));
                     }
-                    Err(e) if given == 0 => prop_assert_eq!(e.field, "query"),
                     Err(e) => {
-                        prop_assert!(given > 1);
-                        prop_assert!(e.field == "role" || e.field == "name_prefix");
+                        prop_assert_eq!(given, 0);
+                        prop_assert_eq!(&e[0].field, "query");
                     }
                 }
             }
@@ -987,7 +1002,7 @@ mod tests {
                 prop_assume!(!prefix.trim().is_empty());
                 let p = SearchParams { name_prefix: Some(prefix.clone()), ..Default::default() };
                 match SearchFilter::parse(&p) {
-                    Ok(SearchFilter::NamePrefix(folded)) => {
+                    Ok(SearchFilter { name_prefix: Some(folded), .. }) => {
                         prop_assert_eq!(&folded, &prefix.trim().to_lowercase());
                         if prefix.trim_start() == prefix {
                             prop_assert!(name.key().starts_with(&folded), "{:?} {:?}", name, folded);

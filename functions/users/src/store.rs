@@ -236,22 +236,50 @@ impl UserStore {
             .table_name(&self.users_table)
             .limit(limit)
             .set_exclusive_start_key(start);
-        let query = match filter {
-            SearchFilter::Email(key) => query
-                .index_name(INDEX_BY_EMAIL)
-                .key_condition_expression("email_key = :e")
-                .expression_attribute_values(":e", s(key)),
-            SearchFilter::Role(role) => query
-                .index_name(INDEX_BY_ROLE)
-                .key_condition_expression("#role = :r")
-                .expression_attribute_names("#role", "role")
-                .expression_attribute_values(":r", s(role.as_str())),
-            SearchFilter::NamePrefix(prefix) => query
-                .index_name(INDEX_BY_NAME)
-                .key_condition_expression("name_initial = :i AND begins_with(name_key, :p)")
-                .expression_attribute_values(":i", s(name_initial(prefix)))
-                .expression_attribute_values(":p", s(prefix)),
+        // The most selective index answers; the other filters apply to what it reads.
+        let (index, key, rest) = match filter {
+            SearchFilter { email: Some(_), .. } => (
+                INDEX_BY_EMAIL,
+                "email_key = :e",
+                [Some("#role = :r"), Some("begins_with(name_key, :p)")],
+            ),
+            SearchFilter {
+                name_prefix: Some(_),
+                ..
+            } => (
+                INDEX_BY_NAME,
+                "name_initial = :i AND begins_with(name_key, :p)",
+                [Some("#role = :r"), None],
+            ),
+            SearchFilter { role: Some(_), .. } => (INDEX_BY_ROLE, "#role = :r", [None, None]),
+            SearchFilter { .. } => {
+                return Err(StoreError::internal("a search without a filter").into());
+            }
         };
+        let mut query = query.index_name(index).key_condition_expression(key);
+        if let Some(e) = &filter.email {
+            query = query.expression_attribute_values(":e", s(e));
+        }
+        if let Some(role) = filter.role {
+            query = query
+                .expression_attribute_names("#role", "role")
+                .expression_attribute_values(":r", s(role.as_str()));
+        }
+        if let Some(prefix) = &filter.name_prefix {
+            query = query.expression_attribute_values(":p", s(prefix));
+            if index == INDEX_BY_NAME {
+                query = query.expression_attribute_values(":i", s(name_initial(prefix)));
+            }
+        }
+        let given = [filter.role.is_some(), filter.name_prefix.is_some()];
+        let also: Vec<&str> = rest
+            .iter()
+            .zip(given)
+            .filter_map(|(f, g)| f.filter(|_| g))
+            .collect();
+        if !also.is_empty() {
+            query = query.filter_expression(also.join(" AND "));
+        }
         let out = query.send().await.map_err(StoreError::from)?;
         Ok(self
             .cursors
