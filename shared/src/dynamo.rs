@@ -1,6 +1,7 @@
-//! DynamoDB plumbing every store shares: one error type for "the store failed" and the
-//! reading of transaction cancellation reasons, so each store can map the condition
-//! that failed to its own domain error.
+//! DynamoDB plumbing every store shares: one error type for "the store failed" (which
+//! knows whether the service was busy, out of reach or it was our bug, and answers 503 or
+//! 500 accordingly) and the reading of transaction cancellation reasons, so each store can
+//! map the condition that failed to its own domain error.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -91,6 +92,7 @@ impl StoreError {
         Self::of(StoreFailure::Internal, message)
     }
 
+    /// A failure of `kind`; `message` is logged, never returned.
     pub fn of(kind: StoreFailure, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -180,8 +182,7 @@ impl From<StoreError> for Problem {
                 "database-busy",
                 "Database busy",
                 RETRY_AFTER_BUSY_SECS,
-                "the database is busy (it throttled this request, also after retries) and \
-                 did not apply it",
+                "the database is busy and refused this request, also when retried",
             ),
             StoreFailure::TimedOut => (
                 "database-unavailable",
