@@ -35,7 +35,9 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     }
 }
 
-fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+/// For `#[serde(deserialize_with = "object")]` on a required nested object (also a field
+/// of an enum variant): an array or `null` is an error.
+pub fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
     d.deserialize_map(ObjectVisitor(PhantomData))
 }
 
@@ -45,6 +47,15 @@ pub fn some_object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<T>, D::Error> {
     object(d).map(Some)
+}
+
+/// For `#[serde(default, deserialize_with = "some_objects")]` on an optional list of
+/// objects: absent is `None`; `null`, or an element that is not an object, is an error
+/// (the element's index is kept in the error's path).
+pub fn some_objects<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    Vec::<Object<T>>::deserialize(d).map(|items| Some(items.into_iter().map(|o| o.0).collect()))
 }
 
 /// For `#[serde(default, deserialize_with = "some")]` on an optional field: absent is
@@ -78,6 +89,8 @@ mod tests {
         name: Option<String>,
         #[serde(default, deserialize_with = "some_object")]
         inner: Option<Inner>,
+        #[serde(default, deserialize_with = "some_objects")]
+        list: Option<Vec<Inner>>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -106,6 +119,13 @@ mod tests {
             (r#"{"inner": {"n": "1"}}"#, 422, Some("inner.n")),
             (r#"{"inner": {"m": 1}}"#, 400, Some("inner.m")),
             (r#"{"other": 1}"#, 400, Some("other")),
+            (r#"{"list": []}"#, 200, None),
+            (r#"{"list": [{"n": 1}, {}]}"#, 200, None),
+            (r#"{"list": null}"#, 422, Some("list")),
+            (r#"{"list": {"n": 1}}"#, 422, Some("list")),
+            (r#"{"list": [{}, [1]]}"#, 422, Some("list[1]")),
+            (r#"{"list": [{"n": null}]}"#, 422, Some("list[0].n")),
+            (r#"{"list": [{"n": 3.0}]}"#, 200, None),
         ];
         for (body, status, field) in cases {
             match parse_json::<Object<Outer>>(body.as_bytes()) {
@@ -114,6 +134,35 @@ mod tests {
                     assert_eq!(p.status, *status, "{body}");
                     assert_eq!(p.errors.first().map(|e| e.field.as_str()), *field, "{body}");
                 }
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+    #[allow(dead_code)]
+    enum Tagged {
+        Boxed {
+            #[serde(deserialize_with = "object")]
+            inner: Inner,
+        },
+    }
+
+    #[test]
+    fn a_required_object_refuses_an_array_even_in_a_tagged_enum() {
+        let cases: &[(&str, u16)] = &[
+            (r#"{"type": "boxed", "inner": {"n": 1}}"#, 200),
+            (r#"{"type": "boxed", "inner": {"n": 1.0}}"#, 200),
+            (r#"{"type": "boxed", "inner": [1]}"#, 422),
+            (r#"{"type": "boxed", "inner": null}"#, 422),
+            (r#"{"type": "boxed"}"#, 422),
+            // A tagged enum alone reads `[tag, fields...]` from an array.
+            (r#"["boxed", {"n": 1}]"#, 422),
+        ];
+        for (body, status) in cases {
+            match parse_json::<Object<Tagged>>(body.as_bytes()) {
+                Ok(_) => assert_eq!(*status, 200, "{body}"),
+                Err(p) => assert_eq!(p.status, *status, "{body}"),
             }
         }
     }
