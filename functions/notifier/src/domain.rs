@@ -44,7 +44,7 @@ pub enum EventTypeFilter {
 
 impl EventTypeFilter {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let s = raw.trim();
+        let s = raw;
         if s == "*" {
             return Ok(Self::All);
         }
@@ -708,8 +708,9 @@ mod tests {
         assert!(!f("payment.*").matches("payment"));
         assert!(!f("payment.*").matches("payments.succeeded"));
         assert!(f("*").matches("anything.at_all"));
-        assert_eq!(f(" payment.* ").to_string(), "payment.*");
+        assert_eq!(f("payment.*").to_string(), "payment.*");
         for bad in [
+            " payment.*",
             "",
             "User.Created",
             "user..created",

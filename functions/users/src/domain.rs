@@ -22,7 +22,8 @@ impl Email {
         if email.is_empty() {
             return Err("must not be empty".into());
         }
-        if email.chars().count() > MAX_EMAIL_CHARS {
+        // Counted as sent, surrounding spaces included, as the spec's maxLength counts.
+        if raw.chars().count() > MAX_EMAIL_CHARS {
             return Err(format!("must be at most {MAX_EMAIL_CHARS} characters"));
         }
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -73,11 +74,11 @@ pub struct UserName(String);
 impl UserName {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let name = raw.trim();
-        let chars = name.chars().count();
-        if chars == 0 {
+        if name.is_empty() {
             return Err("must not be empty".into());
         }
-        if chars > MAX_NAME_CHARS {
+        // Counted as sent, surrounding spaces included, as the spec's maxLength counts.
+        if raw.chars().count() > MAX_NAME_CHARS {
             return Err(format!("must be at most {MAX_NAME_CHARS} characters"));
         }
         if name.chars().any(char::is_control) {
@@ -475,8 +476,9 @@ impl SearchFilter {
         if let Some(prefix) = &p.name_prefix {
             // Counted as sent: folding may lengthen it (`İ` folds to two characters), and
             // any name's own text must be a valid prefix of it.
+            let raw = prefix;
             let prefix = prefix.trim();
-            if prefix.is_empty() || prefix.chars().count() > MAX_NAME_CHARS {
+            if prefix.is_empty() || raw.chars().count() > MAX_NAME_CHARS {
                 errors.push(FieldError::new(
                     "name_prefix",
                     format!("must be 1 to {MAX_NAME_CHARS} characters"),
@@ -849,7 +851,8 @@ mod tests {
                 s in "\\PC{0,220}|[ \t]{0,2}[a-zé]{195,205}[ \t]{0,2}|[a-z]{0,5}[\\x00-\\x1f\\x7f\u{80}-\u{9f}][a-z]{0,5}",
             ) {
                 let trimmed = s.trim();
-                let expected_ok = (1..=MAX_NAME_CHARS).contains(&trimmed.chars().count())
+                let expected_ok = !trimmed.is_empty()
+                    && s.chars().count() <= MAX_NAME_CHARS
                     && !trimmed.chars().any(char::is_control);
                 match UserName::parse(&s) {
                     Ok(n) => {
