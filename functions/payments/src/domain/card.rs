@@ -316,5 +316,140 @@ mod tests {
                 prop_assert!(!luhn(std::str::from_utf8(&digits).unwrap()));
             }
         }
+
+        /// `body` completed with the Luhn check digit.
+        fn with_check_digit(body: &str) -> String {
+            (0..10)
+                .map(|d| format!("{body}{d}"))
+                .find(|n| luhn(n))
+                .unwrap()
+        }
+
+        /// A valid number of each brand: its prefix, its length, its check digit.
+        fn card() -> impl Strategy<Value = (String, Brand)> {
+            prop_oneof![
+                (prop_oneof![Just(13usize), Just(16), Just(19)], "[0-9]{18}")
+                    .prop_map(|(len, rest)| (format!("4{}", &rest[..len - 2]), Brand::Visa)),
+                ("3[47]", "[0-9]{12}").prop_map(|(p, rest)| (format!("{p}{rest}"), Brand::Amex)),
+                ("5[1-5]", "[0-9]{13}")
+                    .prop_map(|(p, rest)| (format!("{p}{rest}"), Brand::Mastercard)),
+                (2221u32..=2720, "[0-9]{11}")
+                    .prop_map(|(p, rest)| (format!("{p}{rest}"), Brand::Mastercard)),
+            ]
+            .prop_map(|(body, brand)| (with_check_digit(&body), brand))
+        }
+
+        /// `digits` with spaces or dashes put in, as people type them.
+        fn typed(digits: &str, seps: &[Option<char>]) -> String {
+            digits
+                .chars()
+                .zip(seps.iter().chain(std::iter::repeat(&None)))
+                .flat_map(|(d, sep)| std::iter::once(d).chain(*sep))
+                .collect()
+        }
+
+        fn key() -> DerivedKey {
+            aloft_shared::master_key::MasterKey::from_bytes(
+                b"a master key long enough for tests".to_vec(),
+            )
+            .derive("card-fingerprint")
+        }
+
+        proptest! {
+            #[test]
+            fn valid_numbers_parse_to_their_brand_however_typed(
+                (digits, brand) in card(),
+                seps in proptest::collection::vec(proptest::option::of(prop_oneof![Just(' '), Just('-')]), 0..19),
+            ) {
+                let plain = CardNumber::parse(&digits).unwrap();
+                let typed = CardNumber::parse(&typed(&digits, &seps)).unwrap();
+                prop_assert_eq!(plain.brand(), brand);
+                prop_assert_eq!(plain.expose_digits(), digits.as_str());
+                prop_assert_eq!(plain.last4(), &digits[digits.len() - 4..]);
+                prop_assert_eq!(&typed, &plain);
+                prop_assert_eq!(typed.fingerprint(&key()), plain.fingerprint(&key()));
+                // Parsing what it holds gives the same card back.
+                prop_assert_eq!(CardNumber::parse(plain.expose_digits()).unwrap(), plain.clone());
+                // Its Debug and Display show brand and last four only.
+                let shown = format!("{plain:?} {plain}");
+                prop_assert!(!shown.contains(&digits[..digits.len() - 4]));
+            }
+
+            #[test]
+            fn any_changed_digit_is_a_checksum_error((digits, _) in card(), at in any::<proptest::sample::Index>(), delta in 1u8..10) {
+                let mut bytes = digits.into_bytes();
+                let i = at.index(bytes.len());
+                bytes[i] = b'0' + (bytes[i] - b'0' + delta) % 10;
+                let changed = String::from_utf8(bytes).unwrap();
+                prop_assert_eq!(CardNumber::parse(&changed), Err(CardError::Checksum));
+            }
+
+            /// Near-valid numbers: the right alphabet, any length; what parses keeps every rule.
+            #[test]
+            fn accepted_numbers_keep_every_rule(s in "[0-9 -]{0,25}|[0-9]{10,21}|[0-9０-９]{12,19}") {
+                match CardNumber::parse(&s) {
+                    Ok(c) => {
+                        let d = c.expose_digits();
+                        prop_assert!((12..=19).contains(&d.len()));
+                        prop_assert!(d.bytes().all(|b| b.is_ascii_digit()));
+                        prop_assert!(luhn(d));
+                        prop_assert_eq!(Brand::detect(d), Some(c.brand()));
+                    }
+                    Err(CardError::NotDigits | CardError::Checksum | CardError::UnknownBrand) => {}
+                    Err(e) => prop_assert!(false, "{}", e),
+                }
+            }
+
+            #[test]
+            fn a_cvc_is_exactly_its_brands_length_in_digits(
+                s in "[0-9]{0,6}|\\PC{0,5}|[0-9]{2,3}[a ]",
+                brand in prop_oneof![Just(Brand::Visa), Just(Brand::Mastercard), Just(Brand::Amex)],
+            ) {
+                let ok = s.len() == brand.cvc_len() && s.bytes().all(|b| b.is_ascii_digit());
+                match Cvc::parse(&s, brand) {
+                    Ok(c) => {
+                        prop_assert!(ok);
+                        prop_assert_eq!(c.expose(), s.as_str());
+                        prop_assert_eq!(format!("{c:?}"), "Cvc(<redacted>)");
+                    }
+                    Err(e) => {
+                        prop_assert!(!ok);
+                        prop_assert_eq!(e, CardError::CvcLength(brand.cvc_len()));
+                    }
+                }
+            }
+
+            /// Any integers JSON carries: an expiry through its month, or each bad field named.
+            #[test]
+            fn expiry_is_valid_through_its_month_or_names_its_fields(
+                month in prop_oneof![any::<i64>(), -1i64..14],
+                year in prop_oneof![any::<i64>(), 990i64..10_010, 2024i64..2030],
+                today_year in 2000i32..2100,
+                today_month in 1u8..=12,
+            ) {
+                let today = (today_year, today_month);
+                let month_ok = (1..=12).contains(&month);
+                let year_ok = (1000..=9999).contains(&year);
+                match Expiry::parse(month, year, today) {
+                    Ok(e) => {
+                        prop_assert!(month_ok && year_ok);
+                        prop_assert_eq!((i64::from(e.month), i64::from(e.year)), (month, year));
+                        prop_assert!((i32::from(e.year), e.month) >= today);
+                    }
+                    Err(errors) => {
+                        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+                        if month_ok && year_ok {
+                            prop_assert_eq!(errors, vec![("exp_year", CardError::Expired)]);
+                            prop_assert!((year, month) < (i64::from(today_year), i64::from(today_month)));
+                        } else {
+                            let mut expected = Vec::new();
+                            if !month_ok { expected.push("exp_month"); }
+                            if !year_ok { expected.push("exp_year"); }
+                            prop_assert_eq!(fields, expected);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -10,6 +10,9 @@ use super::card::{Brand, CardNumber, Cvc, Expiry};
 use super::money::{Currency, Money};
 
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+/// User ids are UUIDs; the bound keeps any id sent inside DynamoDB's key limits (it is
+/// the users table's key and the `by-user` index's), so a huge one is a 422, not a 500.
+pub const MAX_USER_ID_CHARS: usize = 128;
 pub const MAX_METADATA_KEYS: usize = 20;
 pub const MAX_METADATA_KEY_CHARS: usize = 40;
 pub const MAX_METADATA_VALUE_CHARS: usize = 500;
@@ -164,6 +167,13 @@ impl NewPayment {
                 fail("user_id", "must not be empty".into());
                 None
             }
+            Some(id) if id.chars().count() > MAX_USER_ID_CHARS => {
+                fail(
+                    "user_id",
+                    format!("must be at most {MAX_USER_ID_CHARS} characters"),
+                );
+                None
+            }
             Some(id) => Some(id.to_owned()),
         };
         let currency = match req.currency.as_deref() {
@@ -285,11 +295,13 @@ fn paypal(
     payer_email: String,
     fail: &mut impl FnMut(&str, String),
 ) -> Option<PaymentMethod> {
-    let email = payer_email.trim();
+    // The rules hold for the form stored (lower-casing can lengthen it: `İ` is two
+    // characters lower-cased), so a stored address would always be accepted again.
+    let email = payer_email.trim().to_lowercase();
     let (local, domain) = email.rsplit_once('@').unwrap_or_default();
     if local.is_empty()
         || !domain.contains('.')
-        || email.len() > 254
+        || email.chars().count() > 254
         || email.contains(char::is_whitespace)
     {
         fail(
@@ -300,7 +312,7 @@ fn paypal(
     }
     Some(PaymentMethod::Paypal {
         kind,
-        payer_email: email.to_lowercase(),
+        payer_email: email,
     })
 }
 
@@ -426,5 +438,139 @@ mod tests {
             )),
             ["metadata"]
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use super::TODAY;
+        use proptest::prelude::*;
+
+        /// Every field a payment request can be refused for.
+        fn is_known_field(f: &str) -> bool {
+            [
+                "user_id",
+                "amount",
+                "currency",
+                "method",
+                "method.payer_email",
+                "method.card.number",
+                "method.card.exp_month",
+                "method.card.exp_year",
+                "method.card.cvc",
+                "description",
+                "metadata",
+            ]
+            .contains(&f)
+                || f.starts_with("metadata.")
+        }
+
+        fn method() -> impl Strategy<Value = MethodRequest> {
+            let email = "[A-Za-z0-9.]{1,10}@[a-z]{1,8}\\.[a-z]{2,4}|\\PC{0,20}|[ ]?[a-zİ]{1,3}@[a-zİ]{1,120}\\.[a-z]{2}[ ]?";
+            prop_oneof![
+                email.prop_map(|payer_email| MethodRequest::Paypal { payer_email }),
+                email.prop_map(|payer_email| MethodRequest::PaypalCredit { payer_email }),
+                (
+                    "4242 4242 4242 4242|378282246310005|4242424242424241|[0-9]{0,20}",
+                    prop_oneof![1i64..=12, any::<i64>()],
+                    prop_oneof![2026i64..2035, any::<i64>()],
+                    "[0-9]{3,4}|\\PC{0,4}",
+                )
+                    .prop_map(|(number, exp_month, exp_year, cvc)| {
+                        MethodRequest::Card {
+                            card: CardRequest {
+                                number,
+                                exp_month,
+                                exp_year,
+                                cvc,
+                            },
+                        }
+                    }),
+            ]
+        }
+
+        fn request() -> impl Strategy<Value = CreatePaymentRequest> {
+            (
+                proptest::option::of(
+                    "[0-9a-f-]{36}|\\PC{0,12}|[ ]{0,2}|[a-z]{120,135}|[a-zé]{2000,2100}",
+                ),
+                proptest::option::of(prop_oneof![1i64..=MAX_AMOUNT, any::<i64>()]),
+                proptest::option::of("USD|JPY|KWD|usd|XXX|\\PC{0,4}"),
+                proptest::option::of(method()),
+                proptest::option::of("\\PC{0,20}|[a-z]{995,1005}"),
+                proptest::option::of(proptest::collection::btree_map(
+                    "\\PC{0,3}|[a-z]{38,42}",
+                    "\\PC{0,5}|[a-z]{498,502}",
+                    0..23,
+                )),
+            )
+                .prop_map(
+                    |(user_id, amount, currency, method, description, metadata)| {
+                        CreatePaymentRequest {
+                            user_id,
+                            amount,
+                            currency,
+                            method,
+                            description,
+                            metadata,
+                        }
+                    },
+                )
+        }
+
+        const MAX_AMOUNT: i64 = super::super::super::money::MAX_AMOUNT_MINOR;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Any request: a payment that keeps every rule (and fits DynamoDB's keys), or
+            /// a list of the fields that broke one.
+            #[test]
+            fn any_request_is_a_payment_or_names_its_fields(req in request()) {
+                match NewPayment::parse(req, TODAY) {
+                    Ok(p) => {
+                        let id = p.user_id.as_str();
+                        prop_assert!(!id.is_empty() && id == id.trim());
+                        prop_assert!(id.chars().count() <= MAX_USER_ID_CHARS);
+                        // The users table's key and the `by-user-status` index's.
+                        prop_assert!(aloft_shared::keys::user_pk(id).len() <= 2048);
+                        let user_status = format!("{id}#partially_refunded");
+                        prop_assert!(user_status.len() <= 2048);
+                        prop_assert!((1..=MAX_AMOUNT).contains(&p.amount.minor));
+                        prop_assert!(p.description.as_ref().is_none_or(|d| d.chars().count() <= MAX_DESCRIPTION_CHARS));
+                        prop_assert!(p.metadata.len() <= MAX_METADATA_KEYS);
+                        for (k, v) in &p.metadata {
+                            prop_assert!((1..=MAX_METADATA_KEY_CHARS).contains(&k.chars().count()));
+                            prop_assert!(v.chars().count() <= MAX_METADATA_VALUE_CHARS);
+                        }
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        for e in &errors {
+                            prop_assert!(is_known_field(&e.field), "{:?}", e);
+                        }
+                    }
+                }
+            }
+
+            /// A payer email is stored trimmed and lower-cased, and what is stored would be
+            /// accepted again as itself.
+            #[test]
+            fn payer_emails_normalise_once(
+                email in "[ ]?[A-Za-z0-9.İẞ]{1,20}@[A-Za-zİ]{1,240}\\.[a-z]{2,4}[ ]?|\\PC{0,30}",
+            ) {
+                let mut errors = Vec::new();
+                let mut fail = |f: &str, m: String| errors.push(FieldError::new(f, m));
+                if let Some(PaymentMethod::Paypal { payer_email, .. }) = paypal(MethodKind::Paypal, email, &mut fail) {
+                    prop_assert_eq!(payer_email.to_lowercase(), payer_email.clone());
+                    prop_assert_eq!(payer_email.trim(), payer_email.as_str());
+                    prop_assert!(payer_email.chars().count() <= 254);
+                    let again = paypal(MethodKind::Paypal, payer_email.clone(), &mut fail);
+                    prop_assert!(
+                        matches!(&again, Some(PaymentMethod::Paypal { payer_email: e, .. }) if *e == payer_email),
+                        "{:?} -> {:?}", payer_email, again
+                    );
+                }
+            }
+        }
     }
 }

@@ -180,4 +180,60 @@ mod tests {
         assert_eq!(m(500, "JPY"), "500 JPY");
         assert_eq!(m(1234, "KWD"), "1.234 KWD");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn currency() -> impl Strategy<Value = Currency> {
+            proptest::sample::select(CURRENCIES.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+                .prop_map(|c| Currency::parse(c).unwrap())
+        }
+
+        proptest! {
+            /// Only the listed codes, exactly as written (upper case, no padding), parse.
+            #[test]
+            fn only_listed_codes_are_currencies(s in "[A-Za-z]{2,4}|[A-Z]{3}[ \\n]?|\\PC{0,6}") {
+                match Currency::parse(&s) {
+                    Ok(c) => {
+                        prop_assert_eq!(c.code(), s.as_str());
+                        prop_assert!(CURRENCIES.iter().any(|(code, _)| *code == s));
+                    }
+                    Err(e) => prop_assert_eq!(e, MoneyError::UnknownCurrency(s.clone())),
+                }
+            }
+
+            #[test]
+            fn currencies_round_trip_through_json(c in currency()) {
+                let json = serde_json::to_string(&c).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Currency>(&json).unwrap(), c);
+                prop_assert_eq!(Currency::parse(&c.to_string()), Ok(c));
+            }
+
+            #[test]
+            fn amounts_are_accepted_exactly_from_1_to_the_maximum(minor in any::<i64>(), c in currency()) {
+                match Money::new(minor, c) {
+                    Ok(m) => {
+                        prop_assert!((1..=MAX_AMOUNT_MINOR).contains(&minor));
+                        prop_assert_eq!(m.minor, minor);
+                    }
+                    Err(MoneyError::NotPositive) => prop_assert!(minor <= 0),
+                    Err(MoneyError::TooLarge) => prop_assert!(minor > MAX_AMOUNT_MINOR),
+                    Err(e) => prop_assert!(false, "{}", e),
+                }
+            }
+
+            /// The shown amount is the integer with the decimal point moved by the
+            /// exponent: dropping the point gives the minor units back.
+            #[test]
+            fn shown_amounts_read_back_as_their_minor_units(minor in 1..=MAX_AMOUNT_MINOR, c in currency()) {
+                let shown = Money::new(minor, c).unwrap().to_string();
+                let (number, code) = shown.split_once(' ').unwrap();
+                prop_assert_eq!(code, c.code());
+                let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+                prop_assert_eq!(decimals, usize::from(c.exponent()));
+                prop_assert_eq!(number.replace('.', "").parse::<i64>().unwrap(), minor);
+            }
+        }
+    }
 }

@@ -173,4 +173,39 @@ mod tests {
             Err(RefundError::Invalid(_))
         ));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever is asked, a refund takes 1 to what is left, or says why not.
+            #[test]
+            fn a_refund_takes_at_most_what_is_left(
+                a in proptest::option::of(prop_oneof![any::<i64>(), -2i64..2_000]),
+                status in proptest::sample::select(PaymentStatus::ALL.to_vec()),
+                remaining in prop_oneof![any::<i64>(), -1i64..2_000],
+            ) {
+                match refund_amount(&RefundRequest { amount: a }, status, remaining) {
+                    Ok(took) => {
+                        prop_assert!(status.is_refundable());
+                        prop_assert!(took >= 1 && took <= remaining);
+                        prop_assert_eq!(took, a.unwrap_or(remaining));
+                    }
+                    Err(RefundError::Invalid(e)) => {
+                        prop_assert!(a.is_some_and(|a| a <= 0));
+                        prop_assert_eq!(&e[0].field, "amount");
+                    }
+                    Err(RefundError::Refused(RefundRefused::NotRefundable(s))) => {
+                        prop_assert!(!s.is_refundable());
+                    }
+                    Err(RefundError::Refused(RefundRefused::NothingLeft)) => prop_assert!(remaining <= 0),
+                    Err(RefundError::Refused(RefundRefused::ExceedsRemaining { requested, remaining: r })) => {
+                        prop_assert_eq!(Some(requested), a);
+                        prop_assert!(requested > r);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -135,4 +135,20 @@ mod tests {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A `?status=` value is exactly one of the names: no padding, no other case.
+            #[test]
+            fn only_the_exact_names_are_statuses(s in "[a-z_]{0,20}|[ ]?(succeeded|Failed|REFUNDED)[ ]?|\\PC{0,20}") {
+                match PaymentStatus::parse(&s) {
+                    Some(st) => prop_assert_eq!(st.as_str(), s.as_str()),
+                    None => prop_assert!(PaymentStatus::ALL.iter().all(|st| st.as_str() != s)),
+                }
+            }
+        }
+    }
 }
