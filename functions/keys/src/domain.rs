@@ -3,6 +3,7 @@
 
 use aloft_shared::FieldError;
 use aloft_shared::auth::{Scope, Scopes, hash_token, key_id_of};
+use aloft_shared::strict::{some, some_object};
 use serde::{Deserialize, Serialize};
 
 use crate::limit::{RateLimit, RateLimitRequest};
@@ -10,12 +11,16 @@ use crate::limit::{RateLimit, RateLimitRequest};
 pub const MAX_NAME_CHARS: usize = 100;
 
 /// `POST /keys` body as sent; validated by [`NewKey::parse`] so every bad field is named.
+/// A field sent as `null` (or any other wrong type) is a 422 naming it, not "absent".
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
+    #[serde(default, deserialize_with = "some")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "some")]
     pub scopes: Option<Vec<String>>,
-    /// Optional: the key's own limit, enforced by the authorizer.
+    /// Optional: the key's own limit, enforced by the authorizer. An object only.
+    #[serde(default, deserialize_with = "some_object")]
     pub rate_limit: Option<RateLimitRequest>,
 }
 
@@ -364,6 +369,82 @@ mod tests {
                     Decision::Deny(r) => prop_assert_eq!(r, DenyReason::WrongSecret),
                 }
             }
+        }
+    }
+}
+
+/// Bodies as `ApiJson` reads them (an object, each field of its documented type) and then
+/// as [`NewKey::parse`] validates them: (body, status, first field named).
+#[cfg(test)]
+mod strict_bodies {
+    use super::*;
+    use aloft_shared::extract::parse_json;
+    use aloft_shared::strict::Object;
+
+    fn answer(body: &str) -> (u16, Option<String>) {
+        match parse_json::<Object<CreateKeyRequest>>(body.as_bytes()) {
+            Err(p) => (p.status, p.errors.first().map(|e| e.field.clone())),
+            Ok(Object(req)) => match NewKey::parse(&req) {
+                Ok(_) => (200, None),
+                Err(errors) => (422, errors.first().map(|e| e.field.clone())),
+            },
+        }
+    }
+
+    #[test]
+    fn create_bodies_are_the_documented_shape() {
+        let cases: &[(&str, u16, Option<&str>)] = &[
+            (r#"{"name": "ci", "scopes": ["admin"]}"#, 200, None),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": {"per_second": 5, "burst": 10}}"#,
+                200,
+                None,
+            ),
+            // A whole number written as a float is that integer.
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": {"per_second": 0.5, "burst": 3.0}}"#,
+                200,
+                None,
+            ),
+            (r#"{}"#, 422, Some("name")),
+            (r#"["ci", ["admin"], null]"#, 422, Some("body")),
+            (r#"null"#, 422, Some("body")),
+            (r#"{"name": null, "scopes": ["admin"]}"#, 422, Some("name")),
+            (r#"{"name": "ci", "scopes": null}"#, 422, Some("scopes")),
+            (r#"{"name": "ci", "scopes": "admin"}"#, 422, Some("scopes")),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": null}"#,
+                422,
+                Some("rate_limit"),
+            ),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": [5, 10]}"#,
+                422,
+                Some("rate_limit"),
+            ),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": {"per_second": null, "burst": 10}}"#,
+                422,
+                Some("rate_limit.per_second"),
+            ),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": {"per_second": 5, "burst": 2.5}}"#,
+                422,
+                Some("rate_limit.burst"),
+            ),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": {"per_second": 5}}"#,
+                422,
+                Some("rate_limit.burst"),
+            ),
+            (
+                r#"{"name": "ci", "scopes": ["admin"], "rate_limit": {"rps": 5}}"#,
+                400,
+                Some("rate_limit.rps"),
+            ),
+        ];
+        for (body, status, field) in cases {
+            assert_eq!(answer(body), (*status, field.map(str::to_owned)), "{body}");
         }
     }
 }

@@ -8,6 +8,7 @@
 //! One number means one conditional write per request (`SET tat = :new IF tat = :seen`).
 
 use aloft_shared::FieldError;
+use aloft_shared::strict::some;
 use serde::{Deserialize, Serialize};
 
 pub const MAX_PER_SECOND: f64 = 10_000.0;
@@ -15,11 +16,15 @@ pub const MAX_BURST: u32 = 10_000;
 /// Below one request a day a "limit" is a typo.
 pub const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
 
-/// `rate_limit` in `POST /keys`, as sent.
+/// `rate_limit` in `POST /keys`, as sent (read only from an object: see
+/// `CreateKeyRequest`). Both fields are required by [`RateLimit::parse`]; `null` is a
+/// wrong type (422 naming the field).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitRequest {
+    #[serde(default, deserialize_with = "some")]
     pub per_second: Option<f64>,
+    #[serde(default, deserialize_with = "some")]
     pub burst: Option<u64>,
 }
 
