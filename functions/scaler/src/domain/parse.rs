@@ -2,6 +2,7 @@
 //! field left out takes its documented default, every bad field is named at once.
 
 use aloft_shared::FieldError;
+use aloft_shared::strict::{some, some_object, some_objects};
 use serde::Deserialize;
 
 use super::policy::{
@@ -13,45 +14,66 @@ use super::policy::{
 };
 
 // Numbers arrive as i64/f64 and enums as strings, so every bad field is named in one 422
-// instead of serde stopping at the first.
+// instead of serde stopping at the first. Every field is optional and none is nullable in
+// the spec: a field sent as `null`, or a nested object written as an array, is a wrong
+// type (422 naming it), never "left out".
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
+    #[serde(default, deserialize_with = "some")]
     pub min: Option<i64>,
+    #[serde(default, deserialize_with = "some")]
     pub max: Option<i64>,
+    #[serde(default, deserialize_with = "some_objects")]
     pub metrics: Option<Vec<MetricTargetRequest>>,
+    #[serde(default, deserialize_with = "some")]
     pub tolerance: Option<f64>,
+    #[serde(default, deserialize_with = "some_object")]
     pub scale_up: Option<BehaviorRequest>,
+    #[serde(default, deserialize_with = "some_object")]
     pub scale_down: Option<BehaviorRequest>,
+    #[serde(default, deserialize_with = "some")]
     pub missing_metrics: Option<String>,
+    #[serde(default, deserialize_with = "some")]
     pub fallback_instances: Option<i64>,
+    #[serde(default, deserialize_with = "some")]
     pub predictive: Option<String>,
+    #[serde(default, deserialize_with = "some_object")]
     pub actuator: Option<ActuatorRequest>,
 }
 
+/// One of `metrics`, read only from an object (see [`some_objects`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricTargetRequest {
     pub metric: String,
     pub target: f64,
+    #[serde(default, deserialize_with = "some")]
     pub scale_down_below: Option<f64>,
+    #[serde(default, deserialize_with = "some")]
     pub cooldown_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BehaviorRequest {
+    #[serde(default, deserialize_with = "some")]
     pub stabilization_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "some_object")]
     pub max_step: Option<StepRequest>,
+    #[serde(default, deserialize_with = "some")]
     pub cooldown_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "some")]
     pub disabled: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepRequest {
+    #[serde(default, deserialize_with = "some")]
     pub instances: Option<i64>,
+    #[serde(default, deserialize_with = "some")]
     pub percent: Option<f64>,
 }
 
@@ -60,8 +82,11 @@ pub struct StepRequest {
 pub struct ActuatorRequest {
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default, deserialize_with = "some")]
     pub cluster: Option<String>,
+    #[serde(default, deserialize_with = "some")]
     pub service: Option<String>,
+    #[serde(default, deserialize_with = "some")]
     pub name: Option<String>,
 }
 
@@ -538,6 +563,120 @@ mod tests {
                 Ok(p) => prop_assert!(1 <= p.min && p.min <= p.max && p.max <= MAX_INSTANCES_CAP),
                 Err(errors) => prop_assert!(!errors.is_empty()),
             }
+        }
+    }
+}
+
+/// Bodies as `ApiJson` reads them (an object, each field of its documented type) and then
+/// as [`ScalingPolicy::parse`] validates them: (body, status, first field named).
+#[cfg(test)]
+mod strict_bodies {
+    use super::*;
+    use aloft_shared::extract::parse_json;
+    use aloft_shared::strict::Object;
+
+    fn answer(body: &str) -> (u16, Option<String>) {
+        match parse_json::<Object<PolicyRequest>>(body.as_bytes()) {
+            Err(p) => (p.status, p.errors.first().map(|e| e.field.clone())),
+            Ok(Object(req)) => match ScalingPolicy::parse(&req) {
+                Ok(_) => (200, None),
+                Err(errors) => (422, errors.first().map(|e| e.field.clone())),
+            },
+        }
+    }
+
+    #[test]
+    fn policy_bodies_are_the_documented_shape() {
+        let cases: &[(&str, u16, Option<&str>)] = &[
+            (r#"{}"#, 200, None),
+            (
+                r#"{"min": 2, "max": 20, "metrics": [{"metric": "cpu_percent", "target": 60}],
+                    "scale_down": {"stabilization_seconds": 300, "max_step": {"percent": 50}},
+                    "actuator": {"type": "ecs", "cluster": "prod", "service": "checkout"}}"#,
+                200,
+                None,
+            ),
+            // A whole number written as a float is that integer.
+            (
+                r#"{"min": 3.0, "max": 10.0, "scale_up": {"max_step": {"instances": 2.0}},
+                    "metrics": [{"metric": "cpu_percent", "target": 60, "cooldown_seconds": 60.0}]}"#,
+                200,
+                None,
+            ),
+            (r#"[1, 10]"#, 422, Some("body")),
+            (r#"null"#, 422, Some("body")),
+            (r#"{"min": null}"#, 422, Some("min")),
+            (r#"{"min": 2.5}"#, 422, Some("min")),
+            (r#"{"tolerance": null}"#, 422, Some("tolerance")),
+            (r#"{"missing_metrics": null}"#, 422, Some("missing_metrics")),
+            (
+                r#"{"fallback_instances": null}"#,
+                422,
+                Some("fallback_instances"),
+            ),
+            (r#"{"predictive": null}"#, 422, Some("predictive")),
+            (r#"{"metrics": null}"#, 422, Some("metrics")),
+            (
+                r#"{"metrics": {"metric": "cpu_percent", "target": 60}}"#,
+                422,
+                Some("metrics"),
+            ),
+            (
+                r#"{"metrics": [["cpu_percent", 60]]}"#,
+                422,
+                Some("metrics[0]"),
+            ),
+            (
+                r#"{"metrics": [{"metric": "cpu_percent", "target": 60, "scale_down_below": null}]}"#,
+                422,
+                Some("metrics[0].scale_down_below"),
+            ),
+            (r#"{"scale_up": null}"#, 422, Some("scale_up")),
+            (
+                r#"{"scale_down": [300, null, 600, false]}"#,
+                422,
+                Some("scale_down"),
+            ),
+            (
+                r#"{"scale_down": {"disabled": null}}"#,
+                422,
+                Some("scale_down.disabled"),
+            ),
+            (
+                r#"{"scale_down": {"max_step": null}}"#,
+                422,
+                Some("scale_down.max_step"),
+            ),
+            (
+                r#"{"scale_down": {"max_step": [1, 50]}}"#,
+                422,
+                Some("scale_down.max_step"),
+            ),
+            (
+                r#"{"scale_up": {"max_step": {"instances": null}}}"#,
+                422,
+                Some("scale_up.max_step.instances"),
+            ),
+            (r#"{"actuator": null}"#, 422, Some("actuator")),
+            (
+                r#"{"actuator": ["ecs", "prod", "checkout"]}"#,
+                422,
+                Some("actuator"),
+            ),
+            (
+                r#"{"actuator": {"type": "ecs", "cluster": "prod", "service": null}}"#,
+                422,
+                Some("actuator.service"),
+            ),
+            (
+                r#"{"actuator": {"type": "ecs", "cluster": "prod"}}"#,
+                422,
+                Some("actuator.service"),
+            ),
+            (r#"{"scale_up": {"step": 1}}"#, 400, Some("scale_up.step")),
+        ];
+        for (body, status, field) in cases {
+            assert_eq!(answer(body), (*status, field.map(str::to_owned)), "{body}");
         }
     }
 }
