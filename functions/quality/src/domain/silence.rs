@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use aloft_shared::FieldError;
+use aloft_shared::strict::some;
 
 use super::objective::{Errors, ObjectiveName, ServiceName};
 
@@ -13,13 +14,34 @@ use super::objective::{Errors, ObjectiveName, ServiceName};
 pub const MAX_SILENCE_DAYS: i64 = 30;
 const MAX_REASON_CHARS: usize = 500;
 
-/// `POST /silences` as sent.
+/// `POST /silences` as sent. A field sent as `null` is a wrong type (422 naming it), not
+/// "absent" (for `service`, absent means every service; `null` is not documented).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceRequest {
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub objective: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub until: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reason: Option<String>,
 }
 
@@ -226,5 +248,78 @@ mod tests {
             .map(|e| e.field)
             .collect();
         assert_eq!(fields, ["service", "until"]);
+    }
+}
+
+/// Bodies as `ApiJson` reads them (an object, each field of its documented type) and then
+/// as [`Silence::parse`] validates them: (body, status, first field named). A silence has
+/// no number or nested object fields.
+#[cfg(test)]
+mod strict_bodies {
+    use super::*;
+    use aloft_shared::extract::parse_json;
+    use aloft_shared::strict::Object;
+    use time::macros::datetime;
+
+    fn answer(body: &str) -> (u16, Option<String>) {
+        let now = datetime!(2026-05-01 12:00 UTC);
+        match parse_json::<Object<SilenceRequest>>(body.as_bytes()) {
+            Err(p) => (p.status, p.errors.first().map(|e| e.field.clone())),
+            Ok(Object(req)) => match Silence::parse(&req, "s1".into(), now, "key") {
+                Ok(_) => (200, None),
+                Err(errors) => (422, errors.first().map(|e| e.field.clone())),
+            },
+        }
+    }
+
+    #[test]
+    fn silence_bodies_are_the_documented_shape() {
+        let until = r#""until": "2026-05-02T00:00:00Z""#;
+        let cases: &[(String, u16, Option<&str>)] = &[
+            (format!(r#"{{{until}, "reason": "migration"}}"#), 200, None),
+            (
+                format!(r#"{{"service": "checkout", {until}, "reason": "migration"}}"#),
+                200,
+                None,
+            ),
+            (
+                r#"["checkout", null, "2026-05-02T00:00:00Z", "x"]"#.into(),
+                422,
+                Some("body"),
+            ),
+            (
+                format!(r#"{{"service": null, {until}, "reason": "migration"}}"#),
+                422,
+                Some("service"),
+            ),
+            (
+                format!(r#"{{"service": "checkout", "objective": null, {until}, "reason": "m"}}"#),
+                422,
+                Some("objective"),
+            ),
+            (
+                r#"{"until": null, "reason": "migration"}"#.into(),
+                422,
+                Some("until"),
+            ),
+            (
+                format!(r#"{{{until}, "reason": null}}"#),
+                422,
+                Some("reason"),
+            ),
+            (
+                format!(r#"{{{until}, "reason": ["migration"]}}"#),
+                422,
+                Some("reason"),
+            ),
+            (
+                format!(r#"{{{until}, "reason": "m", "by": "x"}}"#),
+                400,
+                Some("by"),
+            ),
+        ];
+        for (body, status, field) in cases {
+            assert_eq!(answer(body), (*status, field.map(str::to_owned)), "{body}");
+        }
     }
 }
