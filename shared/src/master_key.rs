@@ -6,7 +6,8 @@
 //!
 //! The secret itself is read on first use, not at cold start: most requests (a create,
 //! a heartbeat, the first page of a list) never need it, and an init that waits on
-//! Secrets Manager is an init every cold start pays.
+//! Secrets Manager is an init every cold start pays. State built at cold start holds a
+//! [`LazyKey`] (derived on its first `get`), never a [`DerivedKey`] derived in `main`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -149,8 +150,8 @@ impl MasterKey {
     /// this thread for that one call (see [`MasterKey::try_derive_blocking`]).
     ///
     /// # Panics
-    /// If the secret cannot be read: call it in `main`, where that is an init failure, or
-    /// use [`MasterKey::try_derive`].
+    /// If the secret cannot be read. Tests and tools with known bytes only: state built at
+    /// cold start holds a [`LazyKey`], so init reads no secret.
     pub fn derive(&self, purpose: &str) -> DerivedKey {
         match self.try_derive_blocking(purpose) {
             Ok(key) => key,
@@ -226,6 +227,63 @@ async fn fetch(
 
 fn derive(master: &[u8], purpose: &str) -> DerivedKey {
     DerivedKey(mac(master, format!("aloft:{purpose}").as_bytes()))
+}
+
+/// The key for one purpose, derived the first time it is needed.
+///
+/// What handler state holds instead of a [`DerivedKey`], so building that state at cold
+/// start reads nothing: the first [`LazyKey::get`] reads the master key's secret (unless
+/// something read it already) on the caller's runtime. Concurrent first uses wait for
+/// one read. A failed read is the error of that call; the next call tries again.
+#[derive(Clone)]
+pub struct LazyKey(Arc<LazyInner>);
+
+struct LazyInner {
+    master: MasterKey,
+    purpose: String,
+    key: tokio::sync::OnceCell<DerivedKey>,
+}
+
+impl LazyKey {
+    /// The key for `purpose` from `master`, derived on first use.
+    pub fn new(master: &MasterKey, purpose: impl Into<String>) -> Self {
+        Self(Arc::new(LazyInner {
+            master: master.clone(),
+            purpose: purpose.into(),
+            key: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    /// The key, reading the master key's secret first if nothing has read it yet.
+    pub async fn get(&self) -> Result<&DerivedKey, MasterKeyError> {
+        let inner = &*self.0;
+        inner
+            .key
+            .get_or_try_init(|| inner.master.try_derive(&inner.purpose))
+            .await
+    }
+
+    /// Whether the key has been derived.
+    pub fn is_loaded(&self) -> bool {
+        self.0.key.initialized()
+    }
+}
+
+/// A key known already (tests, tools): `get` never reads anything.
+impl From<DerivedKey> for LazyKey {
+    fn from(key: DerivedKey) -> Self {
+        Self(Arc::new(LazyInner {
+            master: MasterKey::from_bytes(Vec::new()),
+            purpose: String::new(),
+            key: tokio::sync::OnceCell::new_with(Some(key)),
+        }))
+    }
+}
+
+impl std::fmt::Debug for LazyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LazyKey({:?}, <redacted>)", self.0.purpose)
+    }
 }
 
 /// A 256-bit key for one purpose.
@@ -343,6 +401,70 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    /// A fake Secrets Manager on a thread and runtime of its own, for tests whose runtime
+    /// has one thread that a blocking first use holds while the secret is read.
+    fn secrets_manager_elsewhere(
+        secret: &'static str,
+    ) -> (crate::aws::SdkConfig, Arc<AtomicUsize>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    tx.send(secrets_manager(secret).await).unwrap();
+                    std::future::pending::<()>().await
+                })
+        });
+        rx.recv().unwrap()
+    }
+
+    // The Lambda binaries' flavour: the first use from synchronous code (a cursor signed
+    // in a handler) reads on a helper thread, never on the blocked runtime thread.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocking_first_use_works_on_a_current_thread_runtime() {
+        let (sdk, calls) = secrets_manager_elsewhere("0123456789abcdef0123456789abcdef");
+        let master = MasterKey::lazy(&sdk, "m");
+        let cursors = crate::cursor::CursorCodec::new(&master);
+        let cursor = cursors.encode("s", &Default::default());
+        assert!(cursors.decode("s", &cursor).is_ok());
+        let given = MasterKey::from_bytes(b"0123456789abcdef0123456789abcdef".to_vec());
+        assert_eq!(
+            master.derive("webhook").as_bytes(),
+            given.derive("webhook").as_bytes()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lazy_key_reads_nothing_until_first_use_then_once() {
+        let (sdk, calls) = secrets_manager_elsewhere("0123456789abcdef0123456789abcdef");
+        let master = MasterKey::lazy(&sdk, "m");
+        let a = LazyKey::new(&master, "card-fingerprint");
+        let b = LazyKey::new(&master, "idempotency");
+        assert!(!a.is_loaded());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        // Concurrent first uses of one key wait for one read.
+        let (x, y) = tokio::join!(a.get(), a.get());
+        let given = MasterKey::from_bytes(b"0123456789abcdef0123456789abcdef".to_vec());
+        let want = given.derive("card-fingerprint");
+        assert_eq!(x.unwrap().as_bytes(), want.as_bytes());
+        assert_eq!(y.unwrap().as_bytes(), want.as_bytes());
+        // Another purpose derives from the material already read.
+        assert_eq!(
+            b.get().await.unwrap().as_bytes(),
+            given.derive("idempotency").as_bytes()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let known = LazyKey::from(want.clone());
+        assert!(known.is_loaded());
+        assert_eq!(known.get().await.unwrap().as_bytes(), want.as_bytes());
+        assert_eq!(format!("{known:?}"), "LazyKey(\"\", <redacted>)");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn an_unreadable_secret_fails_only_what_needs_the_key() {
         // Nothing listens on port 9: every read fails fast.
@@ -358,5 +480,9 @@ mod tests {
         assert!(master.try_derive("x").await.is_err());
         assert!(master.try_derive_blocking("x").is_err());
         assert!(!master.is_loaded());
+        let key = LazyKey::new(&master, "x");
+        assert!(key.get().await.is_err());
+        assert!(key.get().await.is_err());
+        assert!(!key.is_loaded());
     }
 }

@@ -2,8 +2,9 @@
 
 use aloft_shared::auth::{Authorized, scope};
 use aloft_shared::cursor::{Page, PageQuery, parse_limit};
+use aloft_shared::dynamo::StoreError;
 use aloft_shared::extract::{ApiJson, ApiQuery};
-use aloft_shared::master_key::DerivedKey;
+use aloft_shared::master_key::{DerivedKey, LazyKey};
 use aloft_shared::outbox::Envelope;
 use aloft_shared::{FieldError, Problem, clock};
 use axum::extract::{Path, State};
@@ -32,7 +33,8 @@ pub const MAX_REPLAY: usize = 200;
 pub struct Webhooks {
     pub store: WebhookStore,
     pub queue: DeliveryQueue,
-    pub signing_key: DerivedKey,
+    /// Derived on first use (a create or a rotation), so a cold start reads no secret.
+    pub signing_key: LazyKey,
     pub settings: Settings,
 }
 
@@ -128,8 +130,17 @@ struct ReplayView {
 }
 
 impl Webhooks {
-    fn secret(&self, sub: &Subscription) -> String {
-        SigningSecret::derive(&self.signing_key, &sub.id, sub.secret_generation).expose()
+    /// The signing key, read before the write that will show a secret, so a key that
+    /// cannot be read fails the request with nothing changed.
+    async fn signing_key(&self) -> Result<&DerivedKey, WebhookError> {
+        self.signing_key
+            .get()
+            .await
+            .map_err(|e| StoreError::new("reading the webhook signing key", e).into())
+    }
+
+    fn secret(key: &DerivedKey, sub: &Subscription) -> String {
+        SigningSecret::derive(key, &sub.id, sub.secret_generation).expose()
     }
 
     async fn subscription(&self, id: &str) -> Result<Subscription, WebhookError> {
@@ -184,8 +195,9 @@ async fn create(
         new,
         &clock::rfc3339(clock::now()),
     );
+    let key = app.signing_key().await?;
     app.store.create_subscription(&sub).await?;
-    let secret = app.secret(&sub);
+    let secret = Webhooks::secret(key, &sub);
     let location = format!("/webhooks/{}", sub.id);
     let body = WithSecret {
         webhook: sub.into(),
@@ -252,6 +264,7 @@ async fn rotate_secret(
     _auth: Authorized<scope::WebhooksWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, WebhookError> {
+    let key = app.signing_key().await?;
     let now = clock::now();
     let expires = unix_to_rfc3339(now.unix_timestamp() + ROTATION_OVERLAP_SECS);
     let sub = app
@@ -260,7 +273,7 @@ async fn rotate_secret(
         .await?
         .ok_or(WebhookError::NotFound(id))?;
     Ok(Json(serde_json::json!({
-        "secret": app.secret(&sub),
+        "secret": Webhooks::secret(key, &sub),
         "previous_secret_expires_at": sub.previous_expires_at,
     })))
 }

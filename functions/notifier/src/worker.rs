@@ -8,7 +8,7 @@
 
 use aloft_shared::clock;
 use aloft_shared::dynamo::StoreError;
-use aloft_shared::master_key::DerivedKey;
+use aloft_shared::master_key::LazyKey;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 
 use crate::domain::{DeliveryStatus, ErrorClass, Next, RetryVia, Subscription, sweep_due_ms};
@@ -24,7 +24,8 @@ pub struct Worker {
     pub queue: DeliveryQueue,
     pub dead_letters: DeadLetters,
     pub sender: Sender,
-    pub signing_key: DerivedKey,
+    /// Derived on the first attempt, so a cold start reads no secret.
+    pub signing_key: LazyKey,
     pub settings: Settings,
 }
 
@@ -104,10 +105,15 @@ impl Worker {
             }
         };
 
+        let key = self
+            .signing_key
+            .get()
+            .await
+            .map_err(|e| StoreError::new("reading the webhook signing key", e))?;
         let secrets: Vec<SigningSecret> = sub
             .signing_generations(&now_s)
             .into_iter()
-            .map(|g| SigningSecret::derive(&self.signing_key, &sub.id, g))
+            .map(|g| SigningSecret::derive(key, &sub.id, g))
             .collect();
         let signature = signature_header(&secrets, id, now_unix, stored.payload.as_bytes());
         let result = self

@@ -8,7 +8,7 @@ use aloft_notifier::queue::DeliveryQueue;
 use aloft_notifier::settings::Settings;
 use aloft_notifier::store::WebhookStore;
 use aloft_shared::cursor::CursorCodec;
-use aloft_shared::master_key::MasterKey;
+use aloft_shared::master_key::{LazyKey, MasterKey};
 use aloft_shared::outbox::Outbox;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use http::StatusCode;
@@ -28,7 +28,7 @@ fn state() -> Webhooks {
             CursorCodec::new(&master),
         ),
         queue: DeliveryQueue::new(aws_sdk_sqs::Client::new(&sdk), "unused".into()),
-        signing_key: master.derive(aloft_notifier::signing::KEY_PURPOSE),
+        signing_key: LazyKey::new(&master, aloft_notifier::signing::KEY_PURPOSE),
         settings: Settings::default(),
     }
 }

@@ -19,7 +19,7 @@ use crate::domain::{
     CreatePaymentRequest, NewPayment, Payment, PaymentStatus, RefundRefused, RefundRequest,
 };
 use crate::processor::MethodListing;
-use crate::service::{Caller, Idempotent, PaymentError, PaymentView, Payments};
+use crate::service::{Caller, Idempotent, PaymentError, PaymentView, Payments, derived};
 use crate::store::{PaymentStoreError, StoredPayment};
 
 type Api = State<Arc<Payments>>;
@@ -47,17 +47,19 @@ async fn methods(State(api): Api, _auth: Authorized<scope::PaymentsRead>) -> Jso
 }
 
 /// The caller of an idempotent write: its API key, `Idempotency-Key` and fingerprint.
-fn caller(
+async fn caller(
     api: &Payments,
     key_id: &str,
     headers: &HeaderMap,
     path: &str,
     body: &serde_json::Value,
 ) -> Result<Caller, Problem> {
+    let idempotency_key = IdempotencyKey::from_headers(headers)?;
+    let secret = derived(&api.idempotency_key).await?;
     Ok(Caller {
         key_id: key_id.to_owned(),
-        idempotency_key: IdempotencyKey::from_headers(headers)?,
-        fingerprint: idempotency::fingerprint(&api.idempotency_key, "POST", path, body),
+        idempotency_key,
+        fingerprint: idempotency::fingerprint(secret, "POST", path, body),
     })
 }
 
@@ -67,7 +69,7 @@ async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<Response, Problem> {
-    let caller = caller(&api, auth.key_id(), &headers, "/payments", &body)?;
+    let caller = caller(&api, auth.key_id(), &headers, "/payments", &body).await?;
     let req: CreatePaymentRequest = parse_json(body.to_string().as_bytes())?;
     let now = clock::now();
     let new =
@@ -88,7 +90,8 @@ async fn refund(
         &headers,
         &format!("/payments/{id}/refunds"),
         &body,
-    )?;
+    )
+    .await?;
     let req: RefundRequest = parse_json(body.to_string().as_bytes())?;
     Ok(idempotent(api.refund(&caller, &id, &req).await?))
 }

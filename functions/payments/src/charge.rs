@@ -11,7 +11,7 @@ use crate::domain::{NewPayment, Payment, PaymentStatus};
 use crate::outcome::{apply, as_repeat, envelope};
 use crate::processor::{ChargeOutcome, ChargeRequest, NotSupported, Processor};
 use crate::service::{
-    CREATE_OPERATION, Caller, Idempotent, PaymentError, PaymentView, Payments, created,
+    CREATE_OPERATION, Caller, Idempotent, PaymentError, PaymentView, Payments, created, derived,
 };
 use crate::store::PaymentStoreError;
 
@@ -40,7 +40,7 @@ impl Payments {
             user_id: new.user_id.clone(),
             amount: new.amount.minor,
             currency: new.amount.currency,
-            method: new.method.summary(&self.fingerprint_key),
+            method: new.method.summary(derived(&self.fingerprint_key).await?),
             description: new.description.clone(),
             metadata: new.metadata.clone(),
             status: PaymentStatus::Processing,
@@ -52,7 +52,7 @@ impl Payments {
             created_at: at.clone(),
             updated_at: at,
         };
-        let gateway_key = self.gateway_key(caller, CREATE_OPERATION);
+        let gateway_key = self.gateway_key(caller, CREATE_OPERATION).await?;
         let (lock, take) = self.store.idempotency.take(
             &caller.key_id,
             CREATE_OPERATION,

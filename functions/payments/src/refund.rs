@@ -33,7 +33,7 @@ impl Payments {
     ) -> Result<Idempotent<Refund>, PaymentError> {
         let not_found = || PaymentError::NotFound(payment_id.to_owned());
         let mut stored = self.store.get(payment_id).await?.ok_or_else(not_found)?;
-        let gateway_key = self.gateway_key(caller, REFUND_OPERATION);
+        let gateway_key = self.gateway_key(caller, REFUND_OPERATION).await?;
         for _ in 0..RESERVE_ATTEMPTS {
             let amount = match refund_amount(request, stored.payment.status, stored.refundable) {
                 Ok(a) => a,
@@ -137,11 +137,10 @@ impl Payments {
                 .await?;
             return Ok(Idempotent::Done(refund, answer));
         }
-        let gateway_key = stored
-            .refund_keys
-            .get(&refund.id)
-            .cloned()
-            .unwrap_or_else(|| self.gateway_key(caller, REFUND_OPERATION));
+        let gateway_key = match stored.refund_keys.get(&refund.id) {
+            Some(key) => key.clone(),
+            None => self.gateway_key(caller, REFUND_OPERATION).await?,
+        };
         send(
             &self.store,
             &self.processors,

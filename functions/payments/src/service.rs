@@ -5,7 +5,7 @@
 
 use aloft_shared::FieldError;
 use aloft_shared::idempotency::{Conflict, IdempotencyKey, StoredResponse};
-use aloft_shared::master_key::DerivedKey;
+use aloft_shared::master_key::{DerivedKey, LazyKey};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -21,10 +21,19 @@ pub struct Payments {
     pub store: PaymentStore,
     pub processors: ProcessorRegistry,
     /// Keys the card fingerprint (HMAC of the number), so the same card is recognisable
-    /// without the number ever being stored.
-    pub fingerprint_key: DerivedKey,
+    /// without the number ever being stored. Derived on first use (see [`derived`]).
+    pub fingerprint_key: LazyKey,
     /// Keys idempotency fingerprints and the keys passed to gateways.
-    pub idempotency_key: DerivedKey,
+    pub idempotency_key: LazyKey,
+}
+
+/// A key of [`Payments`], derived from the master key on its first use, so a cold start
+/// reads no secret. A secret that cannot be read is our fault (a 500), and comes before
+/// any write.
+pub async fn derived(key: &LazyKey) -> Result<&DerivedKey, PaymentError> {
+    key.get()
+        .await
+        .map_err(|e| PaymentError::Internal(e.to_string()))
 }
 
 /// Who asks, with which key, for which request: what makes a write idempotent.
@@ -106,13 +115,17 @@ impl Payments {
     /// `Idempotency-Key` from one API key (so a retry after a lost answer cannot charge
     /// twice at the gateway), unique across API keys, and 64 characters whatever the
     /// caller sent.
-    pub fn gateway_key(&self, caller: &Caller, operation: &str) -> String {
-        gateway_key(
-            &self.idempotency_key,
+    pub async fn gateway_key(
+        &self,
+        caller: &Caller,
+        operation: &str,
+    ) -> Result<String, PaymentError> {
+        Ok(gateway_key(
+            derived(&self.idempotency_key).await?,
             &caller.key_id,
             operation,
             &caller.idempotency_key,
-        )
+        ))
     }
 
     /// The processor a stored payment names.

@@ -334,9 +334,14 @@ async fn died_mid_flight(w: &World, key: &str, body: &Value, charged: bool) -> S
     let caller = Caller {
         key_id: "0123456789abcdef0123456789abcdef".into(),
         idempotency_key: IdempotencyKey::from_headers(&headers).unwrap(),
-        fingerprint: idempotency::fingerprint(&api.idempotency_key, "POST", "/payments", body),
+        fingerprint: idempotency::fingerprint(
+            api.idempotency_key.get().await.unwrap(),
+            "POST",
+            "/payments",
+            body,
+        ),
     };
-    let gateway_key = api.gateway_key(&caller, CREATE_OPERATION);
+    let gateway_key = api.gateway_key(&caller, CREATE_OPERATION).await.unwrap();
     let started = aloft_shared::clock::now() - Duration::from_secs(120);
     let payment: aloft_payments::domain::Payment = serde_json::from_value(json!({
         "id": uuid::Uuid::new_v4().to_string(), "user_id": w.user_id, "amount": body["amount"],

@@ -2,7 +2,8 @@
 
 use aloft_notifier::queue::{DeadLetters, DeliveryQueue};
 use aloft_notifier::{sender, settings::Settings, signing, store::WebhookStore, worker::Worker};
-use aloft_shared::{aws, cursor::CursorCodec, master_key::MasterKey, telemetry};
+use aloft_shared::master_key::{LazyKey, MasterKey};
+use aloft_shared::{aws, cursor::CursorCodec, telemetry};
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -17,7 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         queue: DeliveryQueue::from_env(&sdk)?,
         dead_letters: DeadLetters::from_env(&sdk)?,
         sender: sender::Sender::new(settings.policy, sender::TIMEOUT)?,
-        signing_key: master.derive(signing::KEY_PURPOSE),
+        signing_key: LazyKey::new(&master, signing::KEY_PURPOSE),
         settings,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -2,7 +2,8 @@
 
 use aloft_notifier::api::{self, Webhooks};
 use aloft_notifier::{queue::DeliveryQueue, settings::Settings, signing, store::WebhookStore};
-use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
+use aloft_shared::master_key::{LazyKey, MasterKey};
+use aloft_shared::{aws, cursor::CursorCodec, http, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -12,7 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let state = Webhooks {
         store: WebhookStore::from_env(&sdk, CursorCodec::new(&master))?,
         queue: DeliveryQueue::from_env(&sdk)?,
-        signing_key: master.derive(signing::KEY_PURPOSE),
+        signing_key: LazyKey::new(&master, signing::KEY_PURPOSE),
         settings: Settings::from_env()?,
     };
     http::serve(api::router(state)).await

@@ -4,7 +4,8 @@ use aloft_payments::api;
 use aloft_payments::processor::{ProcessorContext, ProcessorRegistry, ProcessorsConfig};
 use aloft_payments::service::Payments;
 use aloft_payments::store::PaymentStore;
-use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
+use aloft_shared::master_key::{LazyKey, MasterKey};
+use aloft_shared::{aws, cursor::CursorCodec, http, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -20,8 +21,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     http::serve(api::router(Payments {
         store,
         processors,
-        fingerprint_key: master.derive("card-fingerprint"),
-        idempotency_key: master.derive("idempotency"),
+        // Derived on first use: a cold start reads no secret.
+        fingerprint_key: LazyKey::new(&master, "card-fingerprint"),
+        idempotency_key: LazyKey::new(&master, "idempotency"),
     }))
     .await
 }

@@ -10,7 +10,7 @@ use aloft_payments::service::Payments;
 use aloft_payments::store::{PaymentStore, PaymentTables};
 use aloft_shared::cursor::CursorCodec;
 use aloft_shared::http::{EventResponse, handle_event, sample_event};
-use aloft_shared::master_key::MasterKey;
+use aloft_shared::master_key::{LazyKey, MasterKey};
 use aloft_shared::outbox::Outbox;
 
 pub struct Stack {
@@ -73,8 +73,8 @@ impl Stack {
         Payments {
             store: self.store(client),
             processors,
-            fingerprint_key: self.master.derive("card-fingerprint"),
-            idempotency_key: self.master.derive("idempotency"),
+            fingerprint_key: LazyKey::new(&self.master, "card-fingerprint"),
+            idempotency_key: LazyKey::new(&self.master, "idempotency"),
         }
     }
 
