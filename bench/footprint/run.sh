@@ -4,6 +4,10 @@
 #
 #   run.sh [aloft-footprint args...]     e.g. --cold 20 --warm 1000 --only users-api
 #
+# --only bin,bin (or FOOTPRINT_ONLY=bin,bin) builds and measures those functions alone,
+# beside bare-echo: minutes instead of the half hour of every function. It then builds
+# aloft-local alone too, which needs the debug function binaries of an earlier
+# `cargo build --bins` (it checks they exist; they only have to be there, not current).
 # FOOTPRINT_ARM64=0 skips the cargo-lambda arm64 build (sizes are then left out);
 # FOOTPRINT_PROFILE=debug measures the debug binaries (a quick check of the harness only);
 # FOOTPRINT_BUILD=0 measures what is built already (e.g. to compare with --bin-dir DIR).
@@ -17,7 +21,17 @@ mkdir -p "$out" "$root/.aloft"
 
 # The functions the table covers, and the floor they are measured against.
 bins=(users-api payments-api registry-api webhooks-api registry-sweep outbox-relay scaler-tick quality-tick)
-extra=(bare-echo users-api-current-thread aloft-footprint)
+extra=(bare-echo aloft-footprint)
+only="${FOOTPRINT_ONLY:-}"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  if [ "${args[$i]}" = --only ] && [ $((i + 1)) -lt ${#args[@]} ]; then only="${args[$((i + 1))]}"; fi
+done
+if [ -n "$only" ]; then
+  IFS=, read -r -a bins <<<"$only"
+  # aloft-footprint reads --only itself; pass the env var's list on when it came from there.
+  if [[ " ${args[*]} " != *" --only "* ]]; then args+=(--only "$only"); fi
+fi
 
 profile="${FOOTPRINT_PROFILE:-release}"
 build="${FOOTPRINT_BUILD:-1}"
@@ -44,7 +58,11 @@ fi
 
 if [ "$build" = 1 ]; then
   echo "footprint: building aloft-local (it provisions moto from template.yaml)..."
-  cargo build --quiet --workspace --bins
+  if [ -n "$only" ]; then
+    cargo build --quiet -p aloft-local --bin aloft-local
+  else
+    cargo build --quiet --workspace --bins
+  fi
 fi
 
 free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -86,4 +104,4 @@ wait_http "http://127.0.0.1:$port/_local/ready" "$local_pid" "$logs/local.log"
 kill "$local_pid" 2>/dev/null || true
 wait "$local_pid" 2>/dev/null || true
 
-"target/$profile/aloft-footprint" --bin-dir "target/$profile" --lambda-dir target/lambda --out "$out" "$@"
+"target/$profile/aloft-footprint" --bin-dir "target/$profile" --lambda-dir target/lambda --out "$out" ${args[@]+"${args[@]}"}

@@ -176,16 +176,6 @@ fn scenarios() -> Vec<Scenario> {
             }],
         },
         Scenario {
-            binary: "users-api-current-thread",
-            env_of: "users-api",
-            setup: vec![],
-            ops: vec![Op {
-                name: "create user",
-                payload: Box::new(create_user),
-                minimum: Some(1),
-            }],
-        },
-        Scenario {
             binary: "payments-api",
             env_of: "payments-api",
             setup: vec![],

@@ -49,7 +49,7 @@ fn write_private(path: &str, token: &str) -> std::io::Result<()> {
     writeln!(file, "{token}")
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = match parse_args() {
         Ok(a) => a,

@@ -5,7 +5,7 @@ use aloft_shared::{aws, telemetry};
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let relay = &Relay::from_env(&aws::sdk_config().await)?;

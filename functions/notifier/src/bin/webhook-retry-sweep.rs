@@ -6,7 +6,7 @@ use aloft_notifier::{queue::DeliveryQueue, settings::Settings, store::WebhookSto
 use aloft_shared::{aws, cursor::CursorCodec, master_key::MasterKey, telemetry};
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

@@ -5,7 +5,7 @@ use aloft_notifier::{queue::DeliveryQueue, settings::Settings, signing, store::W
 use aloft_shared::master_key::{LazyKey, MasterKey};
 use aloft_shared::{aws, cursor::CursorCodec, http, telemetry};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

@@ -4,7 +4,7 @@ use aloft_quality::api::{self, AppState};
 use aloft_quality::{metrics::Metrics, store::QualityStore};
 use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

@@ -8,7 +8,7 @@ use aloft_shared::{aws, clock, cursor::CursorCodec, master_key::MasterKey, telem
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

@@ -4,7 +4,7 @@ use aloft_registry::domain::HealthChecksAllow;
 use aloft_registry::{api, store::RegistryStore};
 use aloft_shared::{aws, config, http, telemetry};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

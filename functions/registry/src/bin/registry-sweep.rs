@@ -13,7 +13,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 const FALLBACK_BUDGET: Duration = Duration::from_secs(45);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

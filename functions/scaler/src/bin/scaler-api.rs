@@ -7,7 +7,7 @@ use aloft_scaler::{
 };
 use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;

@@ -3,7 +3,7 @@
 use aloft_shared::{aws, cursor::CursorCodec, http, master_key::MasterKey, telemetry};
 use aloft_users::{api, store::UserStore};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init();
     let sdk = aws::sdk_config().await;
