@@ -169,6 +169,32 @@ pub struct Reliability {
     pub mttr_minutes: Option<f64>,
 }
 
+impl QualityAttributes {
+    /// Attributes as stored (`serde_json::to_string` of what was sent). Items written
+    /// before bodies were strict have a `null` for every attribute left out, which meant
+    /// "absent" and still does here; only the documented objects are cleaned, never the
+    /// free-form declarative maps, whose values are stored as sent.
+    pub fn from_stored(json: &str) -> Result<Self, serde_json::Error> {
+        use serde_json::Value;
+        fn drop_null_members(v: &mut Value) {
+            if let Value::Object(fields) = v {
+                fields.retain(|_, f| !f.is_null());
+                fields.values_mut().for_each(drop_null_members);
+            }
+        }
+        let mut value: Value = serde_json::from_str(json)?;
+        if let Value::Object(top) = &mut value {
+            top.retain(|_, f| !f.is_null());
+            for measured in ["performance", "reliability"] {
+                if let Some(v) = top.get_mut(measured) {
+                    drop_null_members(v);
+                }
+            }
+        }
+        serde_json::from_value(value)
+    }
+}
+
 /// What a `PUT` of attributes became.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttributePlan {
@@ -379,6 +405,26 @@ mod tests {
                 "reliability.mttr_minutes"
             ]
         );
+    }
+
+    #[test]
+    fn stored_attributes_read_back_old_and_new() {
+        // As stored before bodies were strict: every attribute left out written as null.
+        let old = r#"{"performance":{"response_time_ms":{"p50":null,"p95":200.0,"p99":null,"max":null},"throughput_rps":null,"resource_usage":null,"latency_breakdown_ms":null},"reliability":null,"security":{"mfa":null},"maintainability":null,"usability":null}"#;
+        let a = QualityAttributes::from_stored(old).unwrap();
+        let p95 = a
+            .performance
+            .as_ref()
+            .and_then(|p| p.response_time_ms.as_ref());
+        assert_eq!(p95.and_then(|r| r.p95), Some(200.0));
+        assert!(a.reliability.is_none() && a.usability.is_none());
+        // A free-form map keeps its values as sent.
+        let security = a.security.as_ref().unwrap();
+        assert_eq!(security.get("mfa"), Some(&serde_json::Value::Null));
+        // As stored now: no nulls, and it reads back the same.
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json.matches("null").count(), 1, "{json}");
+        assert_eq!(QualityAttributes::from_stored(&json).unwrap(), a);
     }
 
     #[test]

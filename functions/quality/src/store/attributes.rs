@@ -35,7 +35,7 @@ impl QualityStore {
             return Ok(None);
         };
         let item: AttributesItem = serde_dynamo::from_item(item)?;
-        let attrs = serde_json::from_str(&item.attributes_json)
+        let attrs = QualityAttributes::from_stored(&item.attributes_json)
             .map_err(|e| StoreError::new("attributes", e))?;
         Ok(Some((attrs, item.updated_at)))
     }
