@@ -208,6 +208,8 @@ pub struct AlertsQuery {
 pub enum AlertFilter {
     Firing(Option<Severity>),
     InsufficientData,
+    /// A severity asked of alerts without data, which have none: nothing matches.
+    Nothing,
 }
 
 impl AlertFilter {
@@ -220,10 +222,7 @@ impl AlertFilter {
         match q.state.as_deref().unwrap_or("firing") {
             "firing" => Ok(Self::Firing(severity)),
             "insufficient_data" if severity.is_none() => Ok(Self::InsufficientData),
-            "insufficient_data" => Err(vec![FieldError::new(
-                "severity",
-                "applies only to state=firing",
-            )]),
+            "insufficient_data" => Ok(Self::Nothing),
             _ => Err(vec![FieldError::new(
                 "state",
                 "must be firing or insufficient_data",
@@ -333,6 +332,10 @@ mod tests {
         assert_eq!(
             AlertFilter::parse(&q(Some("insufficient_data"), None)).unwrap(),
             AlertFilter::InsufficientData
+        );
+        assert_eq!(
+            AlertFilter::parse(&q(Some("insufficient_data"), Some("warning"))).unwrap(),
+            AlertFilter::Nothing
         );
         assert_eq!(
             AlertFilter::parse(&q(Some("ok"), None)).unwrap_err()[0].field,

@@ -106,9 +106,11 @@ impl Silence {
             }
             Some(Some(t)) => Some(t),
         };
-        let reason = req.reason.as_deref().map(str::trim).unwrap_or_default();
+        let raw_reason = req.reason.as_deref().unwrap_or_default();
+        let reason = raw_reason.trim();
+        // Counted as sent, surrounding spaces included, as the spec's maxLength counts.
         if reason.is_empty()
-            || reason.chars().count() > MAX_REASON_CHARS
+            || raw_reason.chars().count() > MAX_REASON_CHARS
             || reason.chars().any(char::is_control)
         {
             e.add(

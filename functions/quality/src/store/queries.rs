@@ -124,6 +124,12 @@ impl QualityStore {
                 ("firing", severity.map(|s| format!("{}#", s.as_str())))
             }
             AlertFilter::InsufficientData => ("insufficient_data", None),
+            AlertFilter::Nothing => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            }
         };
         let scope = format!("quality:alerts:{key}:{}", prefix.as_deref().unwrap_or(""));
         let query = self
