@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use aloft_shared::FieldError;
 use aloft_shared::master_key::DerivedKey;
+use aloft_shared::strict::{object, some, some_object};
 use serde::{Deserialize, Serialize};
 
 use super::card::{Brand, CardNumber, Cvc, Expiry};
@@ -18,24 +19,41 @@ pub const MAX_METADATA_KEY_CHARS: usize = 40;
 pub const MAX_METADATA_VALUE_CHARS: usize = 500;
 
 /// `POST /payments` body as sent. `amount` is an integer: a float or a string fails to
-/// deserialize and is answered 422 naming `amount`.
+/// deserialize and is answered 422 naming `amount`. No field is nullable in the spec: a
+/// field sent as `null` is a 422 naming it (not "is required"), and `method` and
+/// `metadata` are read only from objects.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePaymentRequest {
+    #[serde(default, deserialize_with = "some")]
     pub user_id: Option<String>,
+    #[serde(default, deserialize_with = "some")]
     pub amount: Option<i64>,
+    #[serde(default, deserialize_with = "some")]
     pub currency: Option<String>,
+    /// An object: a tagged enum alone would also read `["card", {...}]`.
+    #[serde(default, deserialize_with = "some_object")]
     pub method: Option<MethodRequest>,
+    #[serde(default, deserialize_with = "some")]
     pub description: Option<String>,
+    #[serde(default, deserialize_with = "some_object")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MethodRequest {
-    Card { card: CardRequest },
-    Paypal { payer_email: String },
-    PaypalCredit { payer_email: String },
+    Card {
+        /// An object: a struct alone would also read `["4242…", 12, 2030, "123"]`.
+        #[serde(deserialize_with = "object")]
+        card: CardRequest,
+    },
+    Paypal {
+        payer_email: String,
+    },
+    PaypalCredit {
+        payer_email: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -571,6 +589,122 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+}
+
+/// Bodies as `ApiJson` reads them (an object, each field of its documented type) and then
+/// as [`NewPayment::parse`] validates them: (body, status, first field named).
+#[cfg(test)]
+mod strict_bodies {
+    use super::*;
+    use aloft_shared::extract::parse_json;
+    use aloft_shared::strict::Object;
+
+    fn answer(body: &str) -> (u16, Option<String>) {
+        match parse_json::<Object<CreatePaymentRequest>>(body.as_bytes()) {
+            Err(p) => (p.status, p.errors.first().map(|e| e.field.clone())),
+            Ok(Object(req)) => match NewPayment::parse(req, (2026, 11)) {
+                Ok(_) => (200, None),
+                Err(errors) => (422, errors.first().map(|e| e.field.clone())),
+            },
+        }
+    }
+
+    #[test]
+    fn create_bodies_are_the_documented_shape() {
+        let pay = |rest: &str| format!(r#"{{"user_id": "u1", "currency": "USD", {rest}}}"#);
+        let card =
+            r#"{"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}"#;
+        let cases: &[(String, u16, Option<&str>)] = &[
+            (
+                pay(&format!(
+                    r#""amount": 1000, "method": {{"type": "card", "card": {card}}}"#
+                )),
+                200,
+                None,
+            ),
+            (
+                pay(
+                    r#""amount": 1000, "method": {"type": "paypal", "payer_email": "a@b.co"}, "metadata": {"k": "v"}"#,
+                ),
+                200,
+                None,
+            ),
+            // A whole number written as a float is that integer.
+            (
+                pay(
+                    r#""amount": 1000.0, "method": {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12.0, "exp_year": 2030.0, "cvc": "123"}}"#,
+                ),
+                200,
+                None,
+            ),
+            (r#"["u1", 1000, "USD", null]"#.into(), 422, Some("body")),
+            (pay(r#""amount": null"#), 422, Some("amount")),
+            (pay(r#""amount": 10.5"#), 422, Some("amount")),
+            (r#"{"user_id": null}"#.into(), 422, Some("user_id")),
+            (r#"{"currency": null}"#.into(), 422, Some("currency")),
+            (
+                pay(r#""amount": 1000, "description": null"#),
+                422,
+                Some("description"),
+            ),
+            (
+                pay(r#""amount": 1000, "metadata": null"#),
+                422,
+                Some("metadata"),
+            ),
+            (
+                pay(r#""amount": 1000, "metadata": [["k", "v"]]"#),
+                422,
+                Some("metadata"),
+            ),
+            (
+                pay(r#""amount": 1000, "metadata": {"k": null}"#),
+                422,
+                Some("metadata.k"),
+            ),
+            (
+                pay(r#""amount": 1000, "method": null"#),
+                422,
+                Some("method"),
+            ),
+            (
+                pay(&format!(r#""amount": 1000, "method": ["card", {card}]"#)),
+                422,
+                Some("method"),
+            ),
+            (
+                pay(r#""amount": 1000, "method": ["card", ["4242424242424242", 12, 2030, "123"]]"#),
+                422,
+                Some("method"),
+            ),
+            (
+                pay(
+                    r#""amount": 1000, "method": {"type": "card", "card": ["4242424242424242", 12, 2030, "123"]}"#,
+                ),
+                422,
+                Some("method"),
+            ),
+            (
+                pay(r#""amount": 1000, "method": {"type": "card", "card": null}"#),
+                422,
+                Some("method"),
+            ),
+            (
+                pay(r#""amount": 1000, "method": {"type": "paypal", "payer_email": null}"#),
+                422,
+                Some("method"),
+            ),
+            (
+                pay(r#""amount": 1000, "method": {"type": null}"#),
+                422,
+                Some("method.type"),
+            ),
+            (pay(r#""amount": 1000, "tip": 5"#), 400, Some("tip")),
+        ];
+        for (body, status, field) in cases {
+            assert_eq!(answer(body), (*status, field.map(str::to_owned)), "{body}");
         }
     }
 }

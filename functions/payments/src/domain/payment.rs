@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use aloft_shared::FieldError;
+use aloft_shared::strict::some;
 use serde::{Deserialize, Serialize};
 
 use super::method::MethodSummary;
@@ -68,9 +69,12 @@ pub struct Refund {
 }
 
 /// `POST /payments/{id}/refunds` body as sent; `{}` (or no `amount`) refunds the rest.
+/// `amount: null` is a wrong type (422 naming it), not "the rest": the spec does not
+/// make it nullable.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
+    #[serde(default, deserialize_with = "some")]
     pub amount: Option<i64>,
 }
 
@@ -206,6 +210,47 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Refund bodies as `ApiJson` reads them and then as [`refund_amount`] takes them from a
+/// payment with 500 left: (body, status, first field named).
+#[cfg(test)]
+mod strict_bodies {
+    use super::*;
+    use aloft_shared::extract::parse_json;
+    use aloft_shared::strict::Object;
+
+    fn answer(body: &str) -> (u16, Option<String>) {
+        match parse_json::<Object<RefundRequest>>(body.as_bytes()) {
+            Err(p) => (p.status, p.errors.first().map(|e| e.field.clone())),
+            Ok(Object(req)) => match refund_amount(&req, PaymentStatus::Succeeded, 500) {
+                Ok(_) => (200, None),
+                Err(RefundError::Invalid(errors)) => (422, errors.first().map(|e| e.field.clone())),
+                Err(RefundError::Refused(_)) => (422, Some("amount".into())),
+            },
+        }
+    }
+
+    #[test]
+    fn refund_bodies_are_the_documented_shape() {
+        let cases: &[(&str, u16, Option<&str>)] = &[
+            (r#"{}"#, 200, None),
+            (r#"{"amount": 200}"#, 200, None),
+            // A whole number written as a float is that integer.
+            (r#"{"amount": 200.0}"#, 200, None),
+            (r#"[200]"#, 422, Some("body")),
+            (r#"null"#, 422, Some("body")),
+            (r#"{"amount": null}"#, 422, Some("amount")),
+            (r#"{"amount": 2.5}"#, 422, Some("amount")),
+            (r#"{"amount": "200"}"#, 422, Some("amount")),
+            (r#"{"amount": 0}"#, 422, Some("amount")),
+            (r#"{"amount": 501}"#, 422, Some("amount")),
+            (r#"{"reason": "x"}"#, 400, Some("reason")),
+        ];
+        for (body, status, field) in cases {
+            assert_eq!(answer(body), (*status, field.map(str::to_owned)), "{body}");
         }
     }
 }
