@@ -64,9 +64,12 @@ pub struct CheckTarget(pub url::Url);
 /// Checks `raw` under `policy`. The WHATWG URL parser (the one the HTTP client uses)
 /// normalises every literal spelling, so the address checked is the address dialled.
 /// Run at registration and again before every check (the policy may have tightened).
+/// As the spec says (`^https?://`, at most 2048 characters): the scheme in lower case
+/// and nothing before it; the URL parser alone would take ` HTTP://…` too.
 pub fn check_target(raw: &str, policy: AddressPolicy) -> Result<CheckTarget, CheckUrlError> {
-    let raw = raw.trim();
-    if raw.chars().count() > MAX_CHECK_URL_CHARS {
+    if raw.chars().count() > MAX_CHECK_URL_CHARS
+        || !(raw.starts_with("http://") || raw.starts_with("https://"))
+    {
         return Err(CheckUrlError::NotAUrl);
     }
     let url = url::Url::parse(raw).map_err(|_| CheckUrlError::NotAUrl)?;
@@ -294,6 +297,40 @@ mod tests {
             prop_assert_eq!(dotted, ok(format!("http://{n:#x}/")));
             prop_assert_eq!(dotted, ok(format!("http://0{n:o}/")));
             prop_assert_eq!(dotted, ok(format!("http://[::ffff:{ip}]/")));
+        }
+
+        #[test]
+        fn every_ipv6_literal_agrees_with_the_address(ip in any::<std::net::Ipv6Addr>(), policy in 0u8..4) {
+            let policy = AddressPolicy { allow_private: policy & 1 == 1, allow_loopback: policy & 2 == 2 };
+            let expected = check_ip(IpAddr::V6(ip), policy).map_err(CheckUrlError::Refused);
+            let url = format!("http://[{ip}]:8080/health");
+            prop_assert_eq!(check_target(&url, policy).map(|_| ()), expected.clone());
+            // Written out in full, upper case: the same address.
+            let full: Vec<String> = ip.segments().iter().map(|s| format!("{s:X}")).collect();
+            let url = format!("http://[{}]/", full.join(":"));
+            prop_assert_eq!(check_target(&url, policy).map(|_| ()), expected);
+        }
+
+        /// What the spec says a check URL is (`^https?://`, at most 2048 characters) is
+        /// what is accepted: no padding, no other scheme spelling, no credentials.
+        #[test]
+        fn accepted_check_urls_keep_the_spec_rules(
+            s in "[ ]?(http|https|HTTP|Https|ftp)://(u:p@)?(93\\.184\\.216\\.34|example\\.com|\\[2606:2800:220:1::1\\])(:[0-9]{1,5})?/[a-z]{0,10}[ ]?|\\PC{0,30}|https://example\\.com/[a-z]{2020,2040}",
+        ) {
+            if let Ok(CheckTarget(url)) = check_target(&s, AddressPolicy::STRICT) {
+                prop_assert!(s.starts_with("http://") || s.starts_with("https://"), "{:?}", s);
+                prop_assert!(s.chars().count() <= MAX_CHECK_URL_CHARS);
+                prop_assert!(url.username().is_empty() && url.password().is_none());
+                // The URL owns its own host.
+                let host = url.host_str().unwrap().trim_matches(|c| c == '[' || c == ']').to_owned();
+                prop_assert!(CheckTarget(url).owned_by(&host).is_ok());
+            }
+        }
+
+        #[test]
+        fn the_setting_is_one_of_four_names(s in "none|private|loopback|private-and-loopback|[a-z -]{0,22}|\\PC{0,10}") {
+            let known = ["none", "private", "loopback", "private-and-loopback"];
+            prop_assert_eq!(s.parse::<HealthChecksAllow>().is_ok(), known.contains(&s.as_str()));
         }
     }
 }

@@ -214,4 +214,72 @@ mod tests {
             assert_eq!((p.status, named), (422, Some(field)), "{body}: {p:?}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use crate::domain::Object;
+        use aloft_shared::extract::parse_json;
+        use proptest::prelude::*;
+
+        fn number() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                any::<f64>(),
+                -1.0f64..120.0,
+                proptest::sample::select(vec![
+                    0.0,
+                    -0.0,
+                    100.0,
+                    100.0f64.next_up(),
+                    1e9,
+                    3.6e6,
+                    f64::NAN
+                ]),
+            ]
+        }
+
+        proptest! {
+            /// Each reported number is kept when in its range, else named; never `NaN`.
+            #[test]
+            fn load_is_kept_exactly_when_in_range(
+                cpu in proptest::option::of(number()),
+                mem in proptest::option::of(number()),
+                rps in proptest::option::of(number()),
+                p95 in proptest::option::of(number()),
+            ) {
+                let load = Load { cpu_percent: cpu, memory_percent: mem, requests_per_second: rps, latency_ms_p95: p95 };
+                let errors: Vec<String> = load.validate().into_iter().map(|e| e.field).collect();
+                let out = |v: Option<f64>, max: f64| v.is_some_and(|v| !(0.0..=max).contains(&v));
+                let mut expected = Vec::new();
+                for (name, v, max) in [
+                    ("cpu_percent", cpu, 100.0),
+                    ("memory_percent", mem, 100.0),
+                    ("requests_per_second", rps, 1e9),
+                    ("latency_ms_p95", p95, 3.6e6),
+                ] {
+                    if out(v, max) {
+                        expected.push(format!("load.{name}"));
+                    }
+                }
+                prop_assert_eq!(&errors, &expected);
+                if errors.is_empty() {
+                    prop_assert!((0.0..=100.0).contains(&load.score()));
+                }
+            }
+
+            /// Any heartbeat body: the documented object, or a 400/422; never a panic.
+            #[test]
+            fn any_heartbeat_body_is_read_or_refused(
+                body in "\\{(\"(status|load|cpu_percent|x)\": ?(\"(passing|warning|critical|sick)\"|null|-?[0-9]{1,4}(\\.[0-9])?|\\{(\"(cpu_percent|memory_percent|latency_ms_p95)\": ?(-?[0-9e.]{1,6}|null|\"x\"),?){0,3}\\}|\\[\\]),?){0,3}\\}|\\PC{0,20}",
+            ) {
+                match parse_json::<Object<HeartbeatRequest>>(body.as_bytes()) {
+                    Ok(Object(hb)) => {
+                        if let Ok(Some(load)) = hb.load() {
+                            prop_assert!(load.validate().is_empty());
+                        }
+                    }
+                    Err(p) => prop_assert!(p.status == 400 || p.status == 422, "{}", p),
+                }
+            }
+        }
+    }
 }

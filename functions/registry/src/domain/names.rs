@@ -101,4 +101,67 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn is_dns_label(s: &str) -> bool {
+            let b = s.as_bytes();
+            (1..=63).contains(&b.len())
+                && b[0].is_ascii_lowercase()
+                && b[b.len() - 1] != b'-'
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        }
+
+        proptest! {
+            #[test]
+            fn valid_service_names_round_trip(s in "[a-z]([a-z0-9-]{0,61}[a-z0-9])?") {
+                let name = ServiceName::parse(&s).unwrap();
+                prop_assert_eq!(name.as_str(), s.as_str());
+                let json = serde_json::to_string(&name).unwrap();
+                prop_assert_eq!(serde_json::from_str::<ServiceName>(&json).unwrap(), name);
+            }
+
+            /// Near-misses (upper case, `_`, a leading digit or `-`, a trailing `-`, 64
+            /// characters, padding, non-ASCII letters) are refused; what passes is a label.
+            #[test]
+            fn service_names_are_exactly_dns_labels(
+                s in "[a-zA-Z0-9_. -]{0,66}|[a-z0-9-]{60,66}|[a-zé]{1,5}|\\PC{0,20}",
+            ) {
+                match ServiceName::parse(&s) {
+                    Ok(n) => {
+                        prop_assert!(is_dns_label(&s), "{:?}", s);
+                        prop_assert_eq!(n.as_str(), s.as_str());
+                    }
+                    Err(_) => prop_assert!(!is_dns_label(&s), "{:?}", s),
+                }
+                // From a path the same rule holds, as a 422 naming `service`.
+                match ServiceName::from_path(&s) {
+                    Ok(_) => prop_assert!(is_dns_label(&s)),
+                    Err(RegistryError::Invalid(e)) => prop_assert_eq!(&e[0].field, "service"),
+                    Err(e) => prop_assert!(false, "{}", e),
+                }
+            }
+
+            /// Instance ids from a path: tokens that fit a key, or a 422 naming `instance_id`.
+            #[test]
+            fn path_instance_ids_are_short_tokens(s in "[A-Za-z0-9._:=-]{1,130}|[a-z]{0,3}[ /#?%ü\\x00][a-z]{0,3}|\\PC{0,140}") {
+                let token = (1..=128).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:=".contains(&b));
+                match parse_instance_id(&s) {
+                    Ok(id) => {
+                        prop_assert!(token);
+                        prop_assert_eq!(id, s);
+                    }
+                    Err(RegistryError::Invalid(e)) => {
+                        prop_assert!(!token);
+                        prop_assert_eq!(&e[0].field, "instance_id");
+                    }
+                    Err(e) => prop_assert!(false, "{}", e),
+                }
+            }
+        }
+    }
 }

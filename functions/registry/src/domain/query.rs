@@ -256,4 +256,115 @@ mod tests {
         let e = parse_resolve_query(&pairs(&[("strategy", "random")])).unwrap_err();
         assert_eq!(fields(e), ["strategy"]);
     }
+
+    mod properties {
+        use super::super::*;
+        use crate::domain::Strategy as Pick;
+        use proptest::prelude::*;
+        use proptest::strategy::Strategy;
+
+        /// Query pairs as a fuzzer sends them: known names (and near-misses), valid and
+        /// invalid values, repeats.
+        fn pairs(names: &'static str) -> impl Strategy<Value = Vec<(String, String)>> {
+            let value = prop_oneof![
+                9 => "passing|any|true|false|[A-Za-z0-9._:=-]{1,10}|\\PC{0,6}",
+                1 => "[a-z]{60,70}|[a-z]{510,515}",
+            ];
+            proptest::collection::vec((names, value), 0..8)
+        }
+
+        const DISCOVERY_NAMES: &str = "health|tag|version|fail_open|meta\\.[a-z:=]{1,4}|meta\\.|meta\\.\\PC{1,3}|Health|tags|[a-z_]{1,8}|\\PC{0,80}";
+
+        fn is_single(name: &str) -> bool {
+            matches!(name, "health" | "version" | "fail_open") || name.starts_with("meta.")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Any query: a filter within its bounds, a 400 naming the parameter, or a 422
+            /// naming each bad value; never a panic.
+            #[test]
+            fn any_discovery_query_is_a_filter_or_names_a_parameter(q in pairs(DISCOVERY_NAMES)) {
+                match parse_discovery_query(&q) {
+                    Ok((f, _)) => {
+                        prop_assert!(f.tags.len() <= MAX_TAGS);
+                        prop_assert!(f.meta.len() <= MAX_META);
+                        prop_assert!(f.tags.iter().all(|t| is_token(t, 128)));
+                        prop_assert!(f.version.iter().all(|v| is_token(v, 64)));
+                        for (k, v) in &f.meta {
+                            prop_assert!(is_token(k, 64) && v.len() <= MAX_META_VALUE_BYTES);
+                        }
+                        let tags: Vec<&String> = q.iter().filter(|(k, _)| k == "tag").map(|(_, v)| v).collect();
+                        prop_assert_eq!(f.tags.iter().collect::<Vec<_>>(), tags);
+                    }
+                    Err(QueryError::Unknown { name, .. }) => {
+                        prop_assert!(name.chars().count() <= 64);
+                        prop_assert!(q.iter().any(|(k, _)| k.starts_with(&name)));
+                    }
+                    Err(QueryError::Repeated(name)) => {
+                        prop_assert!(is_single(&name));
+                        prop_assert!(q.iter().filter(|(k, _)| *k == name).count() >= 2);
+                    }
+                    Err(QueryError::Invalid(errors)) => {
+                        prop_assert!(!errors.is_empty());
+                        for e in errors {
+                            prop_assert!(q.iter().any(|(k, _)| *k == e.field), "{:?}", e);
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn valid_discovery_queries_give_their_filter(
+                health in proptest::option::of("passing|any"),
+                tags in proptest::collection::vec(prop_oneof![9 => "[A-Za-z0-9._:=-]{1,12}", 1 => "[a-z]{128}"], 0..=MAX_TAGS),
+                version in proptest::option::of("[A-Za-z0-9._:=-]{1,12}|[a-z]{64}"),
+                meta in proptest::collection::btree_map(
+                    prop_oneof![9 => "[A-Za-z0-9._:=-]{1,12}", 1 => "[a-z]{64}"],
+                    prop_oneof![9 => "[ -~]{0,10}", 1 => "[a-z]{512}"],
+                    0..=MAX_META,
+                ),
+                fail_open in proptest::option::of(any::<bool>()),
+            ) {
+                let mut q: Vec<(String, String)> = Vec::new();
+                q.extend(health.iter().map(|h| ("health".to_owned(), h.clone())));
+                q.extend(tags.iter().map(|t| ("tag".to_owned(), t.clone())));
+                q.extend(version.iter().map(|v| ("version".to_owned(), v.clone())));
+                q.extend(meta.iter().map(|(k, v)| (format!("meta.{k}"), v.clone())));
+                q.extend(fail_open.iter().map(|b| ("fail_open".to_owned(), b.to_string())));
+                let (f, open) = parse_discovery_query(&q).unwrap();
+                prop_assert_eq!(f.healthy_only, health.as_deref() != Some("any"));
+                prop_assert_eq!(f.tags, tags);
+                prop_assert_eq!(f.version, version);
+                prop_assert_eq!(f.meta, meta);
+                prop_assert_eq!(open, fail_open == Some(true));
+            }
+
+            #[test]
+            fn any_resolve_query_is_a_strategy_or_names_a_parameter(
+                mut q in pairs("strategy|tag|health|\\PC{0,70}"),
+                strategy in proptest::option::of("round_robin|weighted|least_loaded|random|Weighted"),
+            ) {
+                q.extend(strategy.map(|s| ("strategy".to_owned(), s)));
+                match parse_resolve_query(&q) {
+                    Ok((s, f)) => {
+                        let given = q.iter().find(|(k, _)| k == "strategy").map(|(_, v)| v.as_str());
+                        prop_assert_eq!(Some(s), Pick::parse(given.unwrap_or("round_robin")).ok());
+                        prop_assert!(f.tags.len() <= MAX_TAGS && f.healthy_only);
+                    }
+                    Err(QueryError::Unknown { name, known }) => {
+                        prop_assert_eq!(known, "strategy, tag");
+                        prop_assert!(name != "strategy" && name != "tag");
+                    }
+                    Err(QueryError::Repeated(name)) => prop_assert_eq!(name, "strategy"),
+                    Err(QueryError::Invalid(errors)) => {
+                        for e in errors {
+                            prop_assert!(e.field == "strategy" || e.field == "tag");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

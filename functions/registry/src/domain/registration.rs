@@ -86,7 +86,7 @@ impl HealthCheck {
         errors: &mut Errors,
     ) -> Option<Self> {
         let before = errors.len();
-        match req.http.as_deref().map(str::trim) {
+        match req.http.as_deref() {
             None => fail(errors, "check.http", "is required"),
             Some(http) => {
                 if let Err(e) = check_target(http, policy).and_then(|t| t.owned_by(address)) {
@@ -105,7 +105,7 @@ impl HealthCheck {
             fail(errors, "check.timeout_ms", "must be from 100 to 10000");
         }
         (errors.len() == before).then(|| Self {
-            http: req.http.as_deref().unwrap_or_default().trim().to_owned(),
+            http: req.http.clone().unwrap_or_default(),
             interval_seconds,
             timeout_ms,
         })
@@ -162,12 +162,8 @@ impl Registration {
         {
             fail(e, "instance_id", token_message(128));
         }
-        let address = req
-            .address
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or_default()
-            .to_owned();
+        // As sent: the spec's pattern has no room for white space, so padding is refused.
+        let address = req.address.clone().unwrap_or_default();
         if req.address.is_none() {
             fail(e, "address", "is required");
         } else if !is_address(&address) {
@@ -430,5 +426,200 @@ mod tests {
             fields(bad),
             ["check.http", "check.interval_seconds", "check.timeout_ms"]
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use super::api;
+        use proptest::prelude::*;
+
+        /// The spec's `address` pattern: `^[A-Za-z0-9.:\[\]-]+$`, 1–253 characters.
+        fn is_spec_address(a: &str) -> bool {
+            (1..=253).contains(&a.chars().count())
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".:[]-".contains(&b))
+        }
+
+        fn is_known_field(f: &str) -> bool {
+            [
+                "instance_id",
+                "address",
+                "port",
+                "version",
+                "tags",
+                "meta",
+                "weight",
+                "ttl_seconds",
+                "check.http",
+                "check.interval_seconds",
+                "check.timeout_ms",
+                "depends_on",
+            ]
+            .contains(&f)
+                || ["tags[", "meta.", "depends_on["]
+                    .iter()
+                    .any(|p| f.starts_with(p))
+        }
+
+        /// Mostly valid values, each field sometimes broken (so whole requests pass often
+        /// enough to check what passes).
+        fn field<T: std::fmt::Debug + Clone>(
+            good: impl Strategy<Value = T> + 'static,
+            bad: impl Strategy<Value = T> + 'static,
+        ) -> impl Strategy<Value = Option<T>> {
+            prop_oneof![2 => Just(None), 6 => good.prop_map(Some), 1 => bad.prop_map(Some)]
+        }
+
+        fn request() -> impl Strategy<Value = RegisterRequest> {
+            let token = "[A-Za-z0-9._:=-]{1,12}";
+            let bad_token = "[a-z ]{1,4}|\\PC{0,5}|[a-z]{125,130}|";
+            (
+                (
+                    field(token, bad_token),
+                    field(
+                        "93\\.184\\.216\\.34|web\\.example\\.com|[A-Za-z0-9.:-]{1,20}",
+                        "[ \\t][a-z]{1,5}|[a-z]{1,5}[ \\t]|\\PC{0,10}|[a-z]{250,256}|",
+                    ),
+                    field(1u32..=65_535, prop_oneof![Just(0u32), 65_536u32..]),
+                    field(token, bad_token),
+                    field(
+                        proptest::collection::vec(token, 0..5),
+                        proptest::collection::vec(prop_oneof![token, bad_token], 0..35),
+                    ),
+                ),
+                (
+                    field(
+                        proptest::collection::btree_map(token, "\\PC{0,5}", 0..4),
+                        proptest::collection::btree_map(bad_token, "\\PC{0,5}|[a-z]{510,514}", 0..34),
+                    ),
+                    field(1u32..=1000, prop_oneof![Just(0u32), 1001u32..]),
+                    field(5u32..=3600, prop_oneof![0u32..5, 3601u32..]),
+                    field(
+                        (
+                            field(
+                                "http://93\\.184\\.216\\.34(:[0-9]{1,4})?/[a-z]{0,5}",
+                                "[ ]http://93\\.184\\.216\\.34/|HTTP://93\\.184\\.216\\.34/|ftp://x|http://10\\.0\\.0\\.1/|\\PC{0,10}",
+                            ),
+                            field(5u32..=3600, any::<u32>()),
+                            field(100u32..=10_000, any::<u32>()),
+                        ),
+                        Just((None, None, None)),
+                    ),
+                    field(
+                        proptest::collection::vec("api|db|cache|[a-z][a-z0-9-]{0,8}", 0..6),
+                        proptest::collection::vec("api|Bad|\\PC{0,4}|[a-z]", 0..35),
+                    ),
+                ),
+            )
+                .prop_map(|((instance_id, address, port, version, tags), (meta, weight, ttl_seconds, check, depends_on))| {
+                    let check = check.map(|(http, interval_seconds, timeout_ms)| CheckRequest { http, interval_seconds, timeout_ms });
+                    RegisterRequest { instance_id, address, port, version, tags, meta, weight, ttl_seconds, check, depends_on }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            /// Any body: a registration that keeps every documented rule, or the list of
+            /// fields that broke one.
+            #[test]
+            fn any_registration_keeps_the_rules_or_names_its_fields(req in request()) {
+                let sent_address = req.address.clone();
+                let sent_http = req.check.as_ref().and_then(|c| c.http.clone());
+                match Registration::parse(&api(), req, AddressPolicy::STRICT) {
+                    Ok(r) => {
+                        // What the spec refuses is refused: the address as sent matches it.
+                        prop_assert!(is_spec_address(sent_address.as_deref().unwrap_or_default()), "{:?}", sent_address);
+                        prop_assert_eq!(Some(&r.address), sent_address.as_ref());
+                        prop_assert!(r.instance_id.iter().all(|i| is_token(i, 128)));
+                        prop_assert!(r.version.iter().all(|v| is_token(v, 64)));
+                        prop_assert!(r.tags.len() <= MAX_TAGS && r.tags.iter().all(|t| is_token(t, 128)));
+                        prop_assert!(r.tags.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+                        prop_assert!(r.meta.len() <= MAX_META);
+                        prop_assert!(r.meta.iter().all(|(k, v)| is_token(k, 64) && v.len() <= MAX_META_VALUE_BYTES));
+                        prop_assert!(WEIGHT_RANGE.contains(&r.weight) && TTL_RANGE.contains(&r.ttl_seconds));
+                        prop_assert!(r.port.is_none_or(|p| p > 0));
+                        if let Some(deps) = &r.depends_on {
+                            prop_assert!(deps.len() <= MAX_DEPENDS_ON);
+                            prop_assert!(deps.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+                            prop_assert!(!deps.contains(&api()));
+                        }
+                        if let Some(c) = &r.check {
+                            let http = sent_http.unwrap_or_default();
+                            prop_assert!(http.starts_with("http://") || http.starts_with("https://"), "{:?}", http);
+                            prop_assert_eq!(&c.http, &http);
+                            prop_assert!(CHECK_INTERVAL_RANGE.contains(&c.interval_seconds));
+                            prop_assert!(CHECK_TIMEOUT_RANGE.contains(&c.timeout_ms));
+                        }
+                    }
+                    Err(errors) => {
+                        prop_assert!(!errors.is_empty());
+                        for e in &errors {
+                            prop_assert!(is_known_field(&e.field), "{:?}", e);
+                        }
+                    }
+                }
+            }
+
+            /// An address is accepted exactly when it matches the spec's pattern, as sent.
+            #[test]
+            fn addresses_are_the_spec_pattern_as_sent(
+                a in "[A-Za-z0-9.:\\[\\]-]{1,20}|[ \\t]?[a-z0-9.]{1,8}[ \\t\\n]?|[a-z_/@%]{1,5}|\\PC{0,10}|[a-z]{250,256}",
+            ) {
+                let req = RegisterRequest {
+                    instance_id: None, address: Some(a.clone()), port: None, version: None, tags: None,
+                    meta: None, weight: None, ttl_seconds: None, check: None, depends_on: None,
+                };
+                match Registration::parse(&api(), req, AddressPolicy::STRICT) {
+                    Ok(r) => {
+                        prop_assert!(is_spec_address(&a), "{:?}", a);
+                        prop_assert_eq!(r.address, a);
+                    }
+                    Err(errors) => {
+                        prop_assert!(!is_spec_address(&a), "{:?}", a);
+                        prop_assert_eq!(&errors[0].field, "address");
+                    }
+                }
+            }
+
+            #[test]
+            fn valid_registrations_are_accepted(
+                instance_id in proptest::option::of("[A-Za-z0-9._:=-]{1,128}"),
+                host in "[a-z]{1,10}(\\.[a-z]{1,10}){1,3}",
+                port in proptest::option::of(1u32..=65_535),
+                tags in proptest::collection::vec("[A-Za-z0-9._:=-]{1,128}", 0..=MAX_TAGS),
+                deps in proptest::collection::vec("[b-z][a-z0-9-]{0,10}[a-z0-9]", 0..=MAX_DEPENDS_ON),
+                with_check in any::<bool>(),
+            ) {
+                let req = RegisterRequest {
+                    instance_id: instance_id.clone(),
+                    address: Some(host.clone()),
+                    port,
+                    version: None,
+                    tags: Some(tags.clone()),
+                    meta: None,
+                    weight: None,
+                    ttl_seconds: None,
+                    check: with_check.then(|| CheckRequest {
+                        http: Some(format!("https://{host}/health")),
+                        interval_seconds: None,
+                        timeout_ms: None,
+                    }),
+                    depends_on: Some(deps.clone()),
+                };
+                let r = Registration::parse(&api(), req, AddressPolicy::STRICT).unwrap();
+                let mut sorted = tags;
+                sorted.sort();
+                sorted.dedup();
+                prop_assert_eq!(r.tags, sorted);
+                let mut deps = deps;
+                deps.sort();
+                deps.dedup();
+                let got: Vec<String> = r.depends_on.unwrap().into_iter().map(String::from).collect();
+                prop_assert_eq!(got, deps);
+                prop_assert_eq!((r.instance_id, r.address, r.port.map(u32::from)), (instance_id, host, port));
+                prop_assert_eq!(r.check.is_some(), with_check);
+            }
+        }
     }
 }
