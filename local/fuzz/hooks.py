@@ -1,13 +1,23 @@
 """What openapi.yaml cannot say, told to schemathesis (README "Hardening: the fuzzer").
 
-Each rule below is a constraint between a value and the world (a signature, the clock,
-an earlier request), not a shape: JSON Schema cannot state it, so a case generated as
-*valid* could break it and be refused, rightly. Only positive cases are adjusted; the
-negative ones (and the checks on every response) run as generated.
+Each rule below is a constraint that JSON Schema cannot state: between a value and the
+world (a signature, the clock, an earlier request, an address's owner) or between two
+fields (`min` <= `max`). A case generated as *valid* can break one and be refused, rightly;
+so, for positive cases only, the values are brought inside the rule before the call.
+Negative cases, and every check on every response, run exactly as generated.
+
+`before_call` is the one hook schemathesis applies in every phase (examples included),
+and it re-validates the case after it, so an edit can never turn a case's verdict.
 """
 
 import datetime
+import functools
+import ipaddress
+import os
+import urllib.parse
 import uuid
+
+import requests
 
 import schemathesis
 from schemathesis import GenerationMode
@@ -19,20 +29,155 @@ def _positive(case) -> bool:
 
 
 @schemathesis.hook
-def map_case(context, case):
+def before_call(context, case, kwargs):
     if not _positive(case):
-        return case
+        return
     # A cursor is signed and bound to its query: only a `next_cursor` aloft issued is
-    # valid, and a made-up one is a 400 `invalid-cursor` (tested in each capability).
+    # valid. A made-up one is a 400 `invalid-cursor`, tested in each capability.
     if case.query and "cursor" in case.query:
         del case.query["cursor"]
-    # An Idempotency-Key replays the request first sent with it: a generated key reused
-    # with another body is a 422 `idempotency-key-reused`, as documented.
+    # An Idempotency-Key replays the request first sent with it: the generator's reuse of
+    # one key for another body is a 422 `idempotency-key-reused`, as documented.
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = str(uuid.uuid4())
-    body = case.body if isinstance(case.body, dict) else None
-    # A silence ends in the future (at most 30 days ahead).
-    if case.path == "/silences" and case.method == "POST" and body and "until" in body:
+    rule = RULES.get((case.method.upper(), case.path))
+    if rule:
+        rule(case)
+
+
+def _body(case):
+    return case.body if isinstance(case.body, dict) else None
+
+
+def _search_users(case):
+    # At least one filter (OpenAPI cannot require one of several query parameters).
+    query = case.query if case.query is not None else {}
+    if not any(k in query for k in ("email", "role", "name_prefix")):
+        query["role"] = "member"
+        case.query = query
+
+
+def _silence(case):
+    # `until` is in the future, at most 30 days ahead.
+    body = _body(case)
+    if body and "until" in body:
         until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
         body["until"] = until.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return case
+
+
+def _register_instance(case):
+    # A health check GETs the instance's own address, and never a loopback, private,
+    # link-local or metadata one (SSRF: literals are checked at registration, names at
+    # each connection). So the check's host is the address, and the address public.
+    body = _body(case) or {}
+    check = body.get("check")
+    if not isinstance(check, dict) or not isinstance(check.get("http"), str):
+        return
+    address = body.get("address")
+    if not isinstance(address, str):
+        return
+    try:
+        if not ipaddress.ip_address(address.strip("[]")).is_global:
+            address = body["address"] = "93.184.216.34"
+    except ValueError:
+        if address.lower() == "localhost" or address.lower().endswith(".localhost"):
+            address = body["address"] = "93.184.216.34"
+    url = urllib.parse.urlsplit(check["http"])
+    host = f"[{address.strip('[]')}]" if ":" in address else address
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    netloc = host + (f":{port}" if port else "")
+    check["http"] = urllib.parse.urlunsplit(url._replace(netloc=netloc))
+
+
+def _int(v):
+    """A JSON integer as schemathesis may write it (`249.0`)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
+@functools.cache
+def _a_user_id() -> str:
+    """One user made for this run, through the API itself."""
+    response = requests.post(
+        os.environ["ALOFT_URL"] + "/users",
+        headers={"Authorization": "Bearer " + os.environ["ALOFT_ADMIN_KEY"]},
+        json={"email": f"fuzz-{uuid.uuid4().hex[:12]}@example.com", "name": "Fuzz", "role": "member"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def _payment(case):
+    # A payment is for a user that exists (a 422 naming `user_id` otherwise).
+    body = _body(case)
+    if body and isinstance(body.get("user_id"), str):
+        body["user_id"] = _a_user_id()
+
+
+def _objective(case):
+    body = _body(case)
+    if not body:
+        return
+    # `warning` on the good side of `critical`.
+    warning, critical = body.get("warning"), body.get("critical")
+    if isinstance(warning, (int, float)) and isinstance(critical, (int, float)):
+        natural = "less_than" if body.get("metric") in ("availability", "throughput") else "greater_than"
+        if body.get("comparison", natural) == "greater_than":
+            body["warning"], body["critical"] = min(warning, critical), max(warning, critical)
+        else:
+            body["warning"], body["critical"] = max(warning, critical), min(warning, critical)
+    # N × period at most a day; M at most N.
+    period = _int(body.get("period_seconds", 60))
+    periods = _int(body.get("evaluation_periods", 3))
+    if period and periods and period * periods > 86400:
+        periods = max(1, 86400 // period)
+        body["evaluation_periods"] = periods
+    m = _int(body.get("datapoints_to_alarm"))
+    if m is not None and periods and m > periods:
+        body["datapoints_to_alarm"] = periods
+
+
+def _scaling_policy(case):
+    body = _body(case)
+    if not body:
+        return
+    lo, hi = _int(body.get("min")), _int(body.get("max"))
+    if lo is not None and hi is not None and lo > hi:
+        body["min"], body["max"] = hi, lo
+    lo = _int(body.get("min", 1)) or 1
+    hi = _int(body.get("max", max(10, lo))) or max(10, lo)
+    fallback = _int(body.get("fallback_instances"))
+    if fallback is not None:
+        body["fallback_instances"] = min(max(fallback, lo), hi)
+    metrics = body.get("metrics")
+    if isinstance(metrics, list):
+        seen, kept = set(), []
+        for m in metrics:
+            if not isinstance(m, dict) or m.get("metric") in seen:
+                continue
+            seen.add(m.get("metric"))
+            # `scale_down_below` is under `target`.
+            below, target = m.get("scale_down_below"), m.get("target")
+            if isinstance(below, (int, float)) and isinstance(target, (int, float)) and below >= target:
+                m["scale_down_below"] = target / 2
+            kept.append(m)
+        body["metrics"] = kept
+
+
+RULES = {
+    ("GET", "/users"): _search_users,
+    ("POST", "/silences"): _silence,
+    ("POST", "/payments"): _payment,
+    ("POST", "/services/{service}/instances"): _register_instance,
+    ("PUT", "/services/{service}/objectives/{name}"): _objective,
+    ("PUT", "/services/{service}/scaling-policy"): _scaling_policy,
+}

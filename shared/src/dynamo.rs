@@ -212,6 +212,17 @@ impl From<StoreError> for Problem {
     }
 }
 
+/// DynamoDB numbers run from 1e-130 to 1e126 in magnitude (38 digits): a value nearer
+/// zero than [`SMALLEST_STORED`] is stored as 0 rather than refused by DynamoDB as a
+/// 500. Parsers also bound every free number well below the top (see each field's
+/// maximum in openapi.yaml).
+pub fn storable(v: f64) -> f64 {
+    if v.abs() < SMALLEST_STORED { 0.0 } else { v }
+}
+
+/// Magnitudes below this are stored as 0 (see [`storable`]).
+pub const SMALLEST_STORED: f64 = 1e-100;
+
 /// The cancellation reason code of each item of a cancelled transaction, in request
 /// order (`"None"` for items that did not fail), or `None` if the error is not a
 /// cancellation.

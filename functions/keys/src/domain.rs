@@ -35,6 +35,8 @@ pub struct NewKey {
 impl NewKey {
     pub fn parse(req: &CreateKeyRequest) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
+        // Counted as sent, surrounding spaces included, as the spec's maxLength counts.
+        let sent_chars = req.name.as_deref().map_or(0, |n| n.chars().count());
         let name = match req.name.as_deref().map(str::trim) {
             None => {
                 errors.push(FieldError::new("name", "is required"));
@@ -44,7 +46,7 @@ impl NewKey {
                 errors.push(FieldError::new("name", "must not be empty"));
                 None
             }
-            Some(n) if n.chars().count() > MAX_NAME_CHARS => {
+            Some(_) if sent_chars > MAX_NAME_CHARS => {
                 errors.push(FieldError::new(
                     "name",
                     format!("must be at most {MAX_NAME_CHARS} characters"),
@@ -313,7 +315,8 @@ mod tests {
                     rate_limit: None,
                 };
                 let trimmed = name.trim();
-                let ok = (1..=MAX_NAME_CHARS).contains(&trimmed.chars().count())
+                let ok = !trimmed.is_empty()
+                    && name.chars().count() <= MAX_NAME_CHARS
                     && !trimmed.chars().any(char::is_control);
                 match NewKey::parse(&req) {
                     Ok(k) => {

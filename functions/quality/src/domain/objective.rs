@@ -6,8 +6,13 @@
 use std::fmt;
 
 use aloft_shared::FieldError;
+use aloft_shared::dynamo::storable;
 use aloft_shared::strict::{some, some_object};
 use serde::{Deserialize, Serialize};
+
+/// The largest threshold or margin: far above any latency, rate or percentage, and
+/// inside what DynamoDB stores.
+pub const MAX_THRESHOLD: f64 = 1e12;
 
 /// A service as its metrics name it: the `Function` dimension of aloft's request metrics,
 /// the `Service` dimension of registry heartbeat metrics. Lambda function names and
@@ -387,6 +392,7 @@ impl Objective {
                     Some("must be a percentage from 0 to 100")
                 }
                 (Some(v), _) if v < 0.0 => Some("must not be negative"),
+                (Some(v), _) if v > MAX_THRESHOLD => Some("must be at most 1e12"),
                 _ => None,
             };
             if let Some(p) = problem {
@@ -418,8 +424,8 @@ impl Objective {
             }
         }
         let resolve_margin = req.resolve_margin.unwrap_or(0.0);
-        if !resolve_margin.is_finite() || resolve_margin < 0.0 {
-            e.add("resolve_margin", "must be a number, zero or more");
+        if !resolve_margin.is_finite() || !(0.0..=MAX_THRESHOLD).contains(&resolve_margin) {
+            e.add("resolve_margin", "must be a number from 0 to 1e12");
         }
         let period_seconds = req.period_seconds.unwrap_or(DEFAULT_PERIOD_SECONDS);
         if period_seconds == 0 || period_seconds % 60 != 0 {
@@ -452,9 +458,9 @@ impl Objective {
                 name: name?,
                 metric: metric?,
                 comparison: comparison?,
-                warning: req.warning,
-                critical: req.critical,
-                resolve_margin,
+                warning: req.warning.map(storable),
+                critical: req.critical.map(storable),
+                resolve_margin: storable(resolve_margin),
                 period_seconds,
                 evaluation_periods,
                 datapoints_to_alarm,
@@ -492,10 +498,10 @@ fn parse_slo(s: &SloRequest, metric: Option<Metric>, e: &mut Errors) -> Option<S
             e.add("slo.target", "is required");
             None
         }
-        Some(t) if !(t.is_finite() && t > 0.0 && t < 100.0) => {
+        Some(t) if !(t.is_finite() && (0.001..100.0).contains(&t)) => {
             e.add(
                 "slo.target",
-                "must be a percentage above 0 and below 100, e.g. 99.9",
+                "must be a percentage from 0.001 to below 100, e.g. 99.9",
             );
             None
         }

@@ -42,11 +42,13 @@ pub struct LoadRequest {
 
 impl From<LoadRequest> for Load {
     fn from(l: LoadRequest) -> Self {
+        // Stored as DynamoDB numbers, which cannot hold magnitudes below 1e-130.
+        let storable = |v: Option<f64>| v.map(aloft_shared::dynamo::storable);
         Self {
-            cpu_percent: l.cpu_percent,
-            memory_percent: l.memory_percent,
-            requests_per_second: l.requests_per_second,
-            latency_ms_p95: l.latency_ms_p95,
+            cpu_percent: storable(l.cpu_percent),
+            memory_percent: storable(l.memory_percent),
+            requests_per_second: storable(l.requests_per_second),
+            latency_ms_p95: storable(l.latency_ms_p95),
         }
     }
 }

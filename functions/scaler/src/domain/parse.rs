@@ -2,6 +2,11 @@
 //! field left out takes its documented default, every bad field is named at once.
 
 use aloft_shared::FieldError;
+use aloft_shared::dynamo::storable;
+
+/// The smallest target, hysteresis level or step percent: a positive figure a person would
+/// write, and one every later division by it survives.
+pub const SMALLEST_POSITIVE: f64 = 0.001;
 use aloft_shared::strict::{some, some_object, some_objects};
 use serde::Deserialize;
 
@@ -142,7 +147,7 @@ impl ScalingPolicy {
         };
         let tolerance = match req.tolerance {
             None => DEFAULT_TOLERANCE,
-            Some(t) if t.is_finite() && (0.0..1.0).contains(&t) => t,
+            Some(t) if t.is_finite() && (0.0..1.0).contains(&t) => storable(t),
             Some(_) => {
                 e.add("tolerance", "must be at least 0 and below 1");
                 DEFAULT_TOLERANCE
@@ -246,23 +251,26 @@ fn parse_metrics(e: &mut Errors, list: &[MetricTargetRequest]) -> Vec<MetricTarg
             e.add(field("metric"), "is listed twice");
         }
         let ceiling = if metric.is_percent() { 100.0 } else { 1e9 };
-        let target_ok = m.target.is_finite() && m.target > 0.0 && m.target <= ceiling;
+        let target_ok =
+            m.target.is_finite() && m.target >= SMALLEST_POSITIVE && m.target <= ceiling;
         if !target_ok {
             e.add(
                 field("target"),
                 if metric.is_percent() {
-                    "must be above 0 and at most 100 (a percentage)".to_owned()
+                    "must be from 0.001 to 100 (a percentage)".to_owned()
                 } else {
-                    "must be above 0".to_owned()
+                    "must be from 0.001 to 1e9".to_owned()
                 },
             );
         }
         if let Some(below) = m.scale_down_below
-            && !(below.is_finite() && below > 0.0 && (!target_ok || below < m.target))
+            && !(below.is_finite()
+                && below >= SMALLEST_POSITIVE
+                && (!target_ok || below < m.target))
         {
             e.add(
                 field("scale_down_below"),
-                "must be above 0 and below target",
+                "must be at least 0.001 and below target",
             );
         }
         let cooldown_seconds = match m.cooldown_seconds {
@@ -278,8 +286,9 @@ fn parse_metrics(e: &mut Errors, list: &[MetricTargetRequest]) -> Vec<MetricTarg
         };
         out.push(MetricTarget {
             metric,
-            target: m.target,
-            scale_down_below: m.scale_down_below,
+            // Stored as DynamoDB numbers, which cannot hold magnitudes below 1e-130.
+            target: storable(m.target),
+            scale_down_below: m.scale_down_below.map(storable),
             cooldown_seconds,
         });
     }
@@ -323,16 +332,16 @@ fn parse_behavior(
             )
         });
         if let Some(p) = s.percent
-            && !(p.is_finite() && p > 0.0 && p <= 1000.0)
+            && !(p.is_finite() && (SMALLEST_POSITIVE..=1000.0).contains(&p))
         {
             e.add(
                 format!("{name}.max_step.percent"),
-                "must be above 0 and at most 1000",
+                "must be from 0.001 to 1000",
             );
         }
         StepLimit {
             instances,
-            percent: s.percent,
+            percent: s.percent.map(storable),
         }
     });
     Behavior {
@@ -343,17 +352,22 @@ fn parse_behavior(
     }
 }
 
-/// ECS names: 1–255 of letters, digits, `-` and `_`, or an ARN.
+/// ECS names: 1–255 of letters, digits, `-` and `_`, or an ARN (`arn:` and up to 251
+/// printable ASCII characters).
 fn is_ecs_name(s: &str) -> bool {
-    (1..=255).contains(&s.len())
-        && (s.starts_with("arn:")
-            || s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    match s.strip_prefix("arn:") {
+        Some(rest) => (1..=251).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_graphic()),
+        None => {
+            (1..=255).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }
+    }
 }
 
-/// Auto Scaling group names: 1–255 printable characters.
+/// Auto Scaling group names: 1–255 characters, no control characters.
 fn is_group_name(s: &str) -> bool {
-    (1..=255).contains(&s.len()) && s.chars().all(|c| !c.is_control())
+    (1..=255).contains(&s.chars().count()) && s.chars().all(|c| !c.is_control())
 }
 
 fn parse_actuator(e: &mut Errors, a: &ActuatorRequest) -> Option<Actuator> {
