@@ -127,9 +127,11 @@ pub fn parse_event_types(raw: &[String]) -> Result<Vec<EventTypeFilter>, FieldEr
     Ok(out)
 }
 
+/// Counted as sent, surrounding spaces included, as the spec's `maxLength` counts; kept
+/// trimmed.
 fn parse_description(raw: &str) -> Result<String, FieldError> {
     let d = raw.trim();
-    if d.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control) {
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control) {
         return Err(FieldError::new(
             "description",
             format!(
@@ -383,7 +385,7 @@ impl DeliveryStatus {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         Self::ALL
             .into_iter()
-            .find(|s| s.as_str() == raw.trim())
+            .find(|s| s.as_str() == raw)
             .ok_or_else(|| FieldError::new("status", "must be one of pending, delivered, failed"))
     }
 }
@@ -690,7 +692,7 @@ impl ReplayRequest {
         let Some(raw) = &self.since else {
             return Err(vec![FieldError::new("since", "is required")]);
         };
-        aloft_shared::clock::parse_rfc3339(raw.trim())
+        aloft_shared::clock::parse_rfc3339(raw)
             .map(aloft_shared::clock::rfc3339)
             .ok_or_else(|| {
                 vec![FieldError::new(
