@@ -9,6 +9,9 @@ pub mod parse;
 pub mod policy;
 pub mod recommend;
 
+#[cfg(test)]
+mod parse_tests;
+
 use aloft_shared::FieldError;
 use aloft_shared::cursor::CursorError;
 use aloft_shared::dynamo::StoreError;
