@@ -10,6 +10,9 @@ pub mod objective;
 pub mod series;
 pub mod silence;
 
+#[cfg(test)]
+mod parse_tests;
+
 use aloft_shared::FieldError;
 use aloft_shared::cursor::CursorError;
 use aloft_shared::dynamo::StoreError;
