@@ -562,4 +562,30 @@ mod tests {
             assert_eq!(e.kind(), StoreFailure::Internal, "{other:?}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// A number made storable is 0 or keeps its value, lies in DynamoDB's range
+            /// (from 1e-130 in magnitude) whenever it is below its top, and stays itself
+            /// when made storable again.
+            #[test]
+            fn storable_numbers_are_a_fixed_point(
+                v in prop_oneof![
+                    any::<f64>(),
+                    -1e-90f64..1e-90,
+                    proptest::sample::select(vec![0.0, -0.0, 5e-324, 1e-130, SMALLEST_STORED, SMALLEST_STORED.next_down(), 1e12]),
+                ],
+            ) {
+                let s = storable(v);
+                prop_assert!(s == 0.0 || s.to_bits() == v.to_bits() || (v.is_nan() && s.is_nan()));
+                if v.is_finite() && v.abs() < 1e126 {
+                    prop_assert!(s == 0.0 || s.abs() >= 1e-130);
+                }
+                prop_assert_eq!(storable(s).to_bits(), s.to_bits());
+            }
+        }
+    }
 }

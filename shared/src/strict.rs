@@ -166,4 +166,79 @@ mod tests {
             }
         }
     }
+
+    mod properties {
+        use super::{Inner, Object, Outer};
+        use crate::extract::parse_json;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        /// JSON of any shape, with the documented names (and one other) as keys.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                (-3i64..5).prop_map(Value::from),
+                Just(Value::from(u64::from(u32::MAX) + 1)),
+                prop_oneof![Just(3.0), Just(2.5), Just(-1.0), Just(1e20)].prop_map(Value::from),
+                "[a-z]{0,3}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                    proptest::collection::btree_map("name|inner|list|n|other", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A JSON number `u32` reads: a whole number in range (`3.0` is the integer 3).
+        fn is_u32(v: &Value) -> bool {
+            v.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f))
+        }
+
+        fn is_inner(v: &Value) -> bool {
+            v.as_object()
+                .is_some_and(|m| m.iter().all(|(k, v)| k == "n" && is_u32(v)))
+        }
+
+        /// The documented shape of `Outer`, null nowhere.
+        fn is_outer(v: &Value) -> bool {
+            v.as_object().is_some_and(|m| {
+                m.iter().all(|(k, v)| match k.as_str() {
+                    "name" => v.is_string(),
+                    "inner" => is_inner(v),
+                    "list" => v.as_array().is_some_and(|l| l.iter().all(is_inner)),
+                    _ => false,
+                })
+            })
+        }
+
+        proptest! {
+            /// A body is read exactly when it has the documented shape; anything else is
+            /// a 400 (an unknown field, named) or a 422, never a panic.
+            #[test]
+            fn only_the_documented_shape_is_read(v in json()) {
+                let text = v.to_string();
+                match parse_json::<Object<Outer>>(text.as_bytes()) {
+                    Ok(_) => prop_assert!(is_outer(&v), "{}", text),
+                    Err(p) => {
+                        prop_assert!(!is_outer(&v), "{}: {}", text, p);
+                        prop_assert!(p.status == 400 || p.status == 422, "{}: {}", text, p);
+                        if p.status == 400 {
+                            prop_assert_eq!(p.slug(), "unknown-field");
+                            let field = p.errors[0].field.rsplit('.').next().unwrap_or_default();
+                            prop_assert!(["n", "name", "inner", "list", "other"].contains(&field), "{}", field);
+                        } else {
+                            prop_assert!(!p.errors.is_empty());
+                        }
+                    }
+                }
+                // An `Inner` alone follows the same rule.
+                let inner = parse_json::<Object<Inner>>(text.as_bytes());
+                prop_assert_eq!(inner.is_ok(), is_inner(&v), "{}", text);
+            }
+        }
+    }
 }
