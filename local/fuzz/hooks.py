@@ -66,6 +66,11 @@ def _silence(case):
 
 
 def _register_instance(case):
+    # A service does not depend on itself (the path names it, the body cannot say so).
+    body = _body(case) or {}
+    service = (case.path_parameters or {}).get("service")
+    if isinstance(body.get("depends_on"), list) and service is not None:
+        body["depends_on"] = [d for d in body["depends_on"] if d != service]
     # A health check GETs the instance's own address, and never a loopback, private,
     # link-local or metadata one (SSRF: literals are checked at registration, names at
     # each connection). So the check's host is the address, and the address public.

@@ -188,6 +188,41 @@ fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The longest path parameter any route takes: ids are UUIDs or short tokens, names at
+/// most 128 characters.
+pub const MAX_PATH_PARAM_CHARS: usize = 128;
+
+/// Route layer (`Router::route_layer(from_fn(bounded_path_params))`): a path parameter
+/// longer than [`MAX_PATH_PARAM_CHARS`] or holding control characters is a 422 naming it,
+/// before any store is asked (DynamoDB refuses a key over 1 KiB with an error that would
+/// otherwise be a 500).
+pub async fn bounded_path_params(
+    params: axum::extract::RawPathParams,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let errors: Vec<FieldError> = params
+        .iter()
+        .filter(|(_, v)| {
+            v.chars().count() > MAX_PATH_PARAM_CHARS || v.chars().any(char::is_control)
+        })
+        .map(|(name, _)| {
+            FieldError::new(
+                name,
+                format!(
+                    "must be at most {MAX_PATH_PARAM_CHARS} characters, without control characters"
+                ),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        next.run(req).await
+    } else {
+        Problem::validation(errors).into_response()
+    }
+}
+
 /// Query parameters of type `T`; unknown or repeated-but-single parameters are a 400
 /// naming them. Declare fields as `Option<String>` and validate in `domain`, so a bad
 /// value becomes a 422 naming the field.

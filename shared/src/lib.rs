@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod dynamo;
+pub mod email;
 pub mod extract;
 pub mod http;
 pub mod idempotency;

@@ -236,3 +236,36 @@ async fn control_routes_and_runtime_ports_refuse_non_loopback_host_names() {
     }
     assert!(checked, "no live Runtime API port found in the log");
 }
+
+/// A path id no key could hold is a 422 naming it on every capability, never a 500 from
+/// DynamoDB's key-size limit (or a scan of its absence).
+#[tokio::test]
+async fn path_ids_longer_than_a_key_holds_are_422_naming_them() {
+    let stack = Stack::connect().await;
+    let long = "i".repeat(3_000);
+    let webhook = format!("/webhooks/{}/deliveries/{long}", uuid::Uuid::new_v4());
+    for (method, path, field) in [
+        (Method::GET, format!("/users/{long}"), "id"),
+        (Method::GET, format!("/users/{long}/audit"), "id"),
+        (Method::DELETE, format!("/keys/{long}"), "id"),
+        (Method::GET, format!("/payments/{long}"), "id"),
+        (Method::GET, format!("/webhooks/{long}"), "id"),
+        (Method::GET, webhook, "delivery_id"),
+        (Method::DELETE, format!("/silences/{long}"), "id"),
+    ] {
+        let (status, problem) = send(stack.admin(method.clone(), &path)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {}: {problem}",
+            &path[..40]
+        );
+        let named: Vec<_> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(named, [field], "{method} {}", &path[..40]);
+    }
+}

@@ -20,6 +20,9 @@ pub fn router(store: KeyStore) -> Router {
         .route("/health", get(health))
         .route("/keys", get(list).post(create))
         .route("/keys/{id}", delete(revoke))
+        .route_layer(axum::middleware::from_fn(
+            aloft_shared::extract::bounded_path_params,
+        ))
         .with_state(store)
 }
 

@@ -48,6 +48,9 @@ pub fn router(state: Webhooks) -> Router {
         .route("/webhooks/{id}/deliveries/{delivery_id}", get(delivery))
         .route("/webhooks/{id}/deliveries/{delivery_id}/retry", post(retry))
         .route("/webhooks/{id}/replay", post(replay))
+        .route_layer(axum::middleware::from_fn(
+            aloft_shared::extract::bounded_path_params,
+        ))
         .with_state(state)
 }
 

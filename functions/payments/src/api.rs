@@ -32,6 +32,9 @@ pub fn router(payments: Payments) -> Router {
         .route("/payments/{id}/confirm", post(confirm))
         .route("/payments/{id}/cancel", post(cancel))
         .route("/payments/{id}/refunds", post(refund))
+        .route_layer(axum::middleware::from_fn(
+            aloft_shared::extract::bounded_path_params,
+        ))
         .with_state(Arc::new(payments))
 }
 

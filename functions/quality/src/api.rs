@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts", get(alerts))
         .route("/silences", get(list_silences).post(create_silence))
         .route("/silences/{id}", delete(delete_silence))
+        .route_layer(axum::middleware::from_fn(
+            aloft_shared::extract::bounded_path_params,
+        ))
         .with_state(state)
 }
 

@@ -236,8 +236,9 @@ async fn discover(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
+            // `*` matches any current representation (RFC 9110 §13.1.2).
             v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == etag)
+                .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag)
         });
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());

@@ -31,6 +31,9 @@ pub fn router(api: Api) -> Router {
         .route("/services/{service}/scaling", get(scaling))
         .route("/services/{service}/scaling/decisions", get(decisions))
         .route("/services/{service}/scaling/evaluate", post(evaluate))
+        .route_layer(axum::middleware::from_fn(
+            aloft_shared::extract::bounded_path_params,
+        ))
         .with_state(api)
 }
 

@@ -21,6 +21,9 @@ pub fn router(store: UserStore) -> Router {
         .route("/users", get(search).post(create))
         .route("/users/{id}", get(fetch).patch(update).delete(remove))
         .route("/users/{id}/audit", get(audit))
+        .route_layer(axum::middleware::from_fn(
+            aloft_shared::extract::bounded_path_params,
+        ))
         .with_state(store)
 }
 

@@ -1,5 +1,6 @@
 //! What a caller asks to pay with, validated, and what a payment keeps of it.
 
+use aloft_shared::email::{Email, MAX_EMAIL_CHARS};
 use std::collections::BTreeMap;
 
 use aloft_shared::FieldError;
@@ -313,21 +314,23 @@ fn paypal(
     payer_email: String,
     fail: &mut impl FnMut(&str, String),
 ) -> Option<PaymentMethod> {
-    // The rules hold for the form stored (lower-casing can lengthen it: `İ` is two
-    // characters lower-cased), so a stored address would always be accepted again.
-    let email = payer_email.trim().to_lowercase();
-    let (local, domain) = email.rsplit_once('@').unwrap_or_default();
-    if local.is_empty()
-        || !domain.contains('.')
-        || email.chars().count() > 254
-        || email.contains(char::is_whitespace)
-    {
-        fail(
-            "method.payer_email",
-            "must look like name@example.com".into(),
-        );
-        return None;
-    }
+    // A user's email rules (shared), held by the form stored too: lower-casing can
+    // lengthen it (`İ` is two characters lower-cased), and a stored address must always
+    // be accepted again.
+    let email = match Email::parse(&payer_email) {
+        Ok(e) if e.key().chars().count() > MAX_EMAIL_CHARS => {
+            fail(
+                "method.payer_email",
+                format!("must be at most {MAX_EMAIL_CHARS} characters, also lower-cased"),
+            );
+            return None;
+        }
+        Ok(e) => e.key(),
+        Err(message) => {
+            fail("method.payer_email", message);
+            return None;
+        }
+    };
     Some(PaymentMethod::Paypal {
         kind,
         payer_email: email,
