@@ -5,7 +5,7 @@ SHELL := bash
 VENV := .venv
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help setup run test lint fmt clippy template deny bench footprint load
+.PHONY: help setup run test lint fmt clippy template deny bench footprint load fuzz
 
 help:
 	@echo "make run    run the whole platform locally on http://127.0.0.1:$${ALOFT_PORT:-3000}"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench  benchmarks against the local stack (DynamoDB requests per call, latency), then make footprint"
 	@echo "make footprint  cold init, CPU per call, memory, AWS requests and arm64 size of every function beside a bare Lambda"
 	@echo "make load   50 connections for 30 s over a mix of operations (oha), with p50/p99"
+	@echo "make fuzz   schemathesis against the local stack: every phase and check, thousands of cases"
 
 setup:
 	@local/scripts/setup.sh
@@ -20,8 +21,9 @@ setup:
 run: setup
 	@local/scripts/stack.sh run
 
+# Every cargo test, then a short deterministic schemathesis pass (local/scripts/checks.sh).
 test: setup lint
-	@local/scripts/stack.sh test cargo test --workspace --all-targets --no-fail-fast
+	@local/scripts/stack.sh test local/scripts/checks.sh
 
 lint: fmt clippy template deny
 
@@ -49,6 +51,11 @@ deny: setup
 # Throughput and latency under load; prints numbers, fails only on unexpected statuses.
 load: setup
 	@local/scripts/load.sh
+
+# The long fuzz run (README "Hardening"): about 50 cases per operation and phase, and the
+# stateful phase; reports in target/fuzz. FUZZ_ARGS adds st run options (e.g. --seed 7).
+fuzz: setup
+	@local/scripts/stack.sh test local/scripts/fuzz.sh --max-examples 50 $(FUZZ_ARGS)
 
 template: setup
 	$(VENV)/bin/cfn-lint template.yaml

@@ -81,12 +81,8 @@ def _register_instance(case):
     address = body.get("address")
     if not isinstance(address, str):
         return
-    try:
-        if not ipaddress.ip_address(address.strip("[]")).is_global:
-            address = body["address"] = "93.184.216.34"
-    except ValueError:
-        if address.lower() == "localhost" or address.lower().endswith(".localhost"):
-            address = body["address"] = "93.184.216.34"
+    if not _is_public_name_or_address(address):
+        address = body["address"] = "93.184.216.34"
     url = urllib.parse.urlsplit(check["http"])
     host = f"[{address.strip('[]')}]" if ":" in address else address
     try:
@@ -95,6 +91,20 @@ def _register_instance(case):
         port = None
     netloc = host + (f":{port}" if port else "")
     check["http"] = urllib.parse.urlunsplit(url._replace(netloc=netloc))
+
+
+def _is_public_name_or_address(host: str) -> bool:
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    # A name whose last label is a number is an IPv4 address to a URL parser (WHATWG:
+    # `0000`, `1.2.3`, `0x7f.1`), judged by its value: never take it for a public name.
+    last = host.rsplit(".", 1)[-1]
+    return not (last.isdigit() or (last.startswith("0x") and all(c in "0123456789abcdef" for c in last[2:])))
 
 
 def _int(v):
@@ -121,11 +131,40 @@ def _a_user_id() -> str:
     return response.json()["id"]
 
 
+@functools.cache
+def _currencies_by_method() -> dict:
+    """`GET /payment-methods`: which currencies each method takes in this deployment."""
+    response = requests.get(
+        os.environ["ALOFT_URL"] + "/payment-methods",
+        headers={"Authorization": "Bearer " + os.environ["ALOFT_ADMIN_KEY"]},
+        timeout=30,
+    )
+    response.raise_for_status()
+    listed = {}
+    for entry in response.json()["items"]:
+        listed.setdefault(entry["method"], []).extend(entry["currencies"])
+    # Cards are listed per brand (the number decides it): a card payment's currency is
+    # one every brand takes.
+    brands = [set(c) for m, c in listed.items() if not m.startswith("paypal")]
+    if brands:
+        listed["card"] = sorted(set.intersection(*brands))
+    return listed
+
+
 def _payment(case):
-    # A payment is for a user that exists (a 422 naming `user_id` otherwise).
     body = _body(case)
-    if body and isinstance(body.get("user_id"), str):
+    if not body:
+        return
+    # A payment is for a user that exists (a 422 naming `user_id` otherwise).
+    if isinstance(body.get("user_id"), str):
         body["user_id"] = _a_user_id()
+    # In a currency its method's processor takes here (configuration, listed by
+    # `GET /payment-methods`; a 422 naming `currency` otherwise).
+    method = body.get("method")
+    kind = method.get("type") if isinstance(method, dict) else None
+    available = _currencies_by_method().get(kind)
+    if available and body.get("currency") not in available:
+        body["currency"] = available[0]
 
 
 def _objective(case):

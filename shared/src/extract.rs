@@ -193,7 +193,7 @@ fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
 pub const MAX_PATH_PARAM_CHARS: usize = 128;
 
 /// Route layer (`Router::route_layer(from_fn(bounded_path_params))`): a path parameter
-/// longer than [`MAX_PATH_PARAM_CHARS`] or holding control characters is a 422 naming it,
+/// longer than [`MAX_PATH_PARAM_CHARS`] is a 422 naming it,
 /// before any store is asked (DynamoDB refuses a key over 1 KiB with an error that would
 /// otherwise be a 500).
 pub async fn bounded_path_params(
@@ -204,15 +204,11 @@ pub async fn bounded_path_params(
     use axum::response::IntoResponse;
     let errors: Vec<FieldError> = params
         .iter()
-        .filter(|(_, v)| {
-            v.chars().count() > MAX_PATH_PARAM_CHARS || v.chars().any(char::is_control)
-        })
+        .filter(|(_, v)| v.chars().count() > MAX_PATH_PARAM_CHARS)
         .map(|(name, _)| {
             FieldError::new(
                 name,
-                format!(
-                    "must be at most {MAX_PATH_PARAM_CHARS} characters, without control characters"
-                ),
+                format!("must be at most {MAX_PATH_PARAM_CHARS} characters"),
             )
         })
         .collect();

@@ -16,7 +16,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CreatePaymentRequest, NewPayment, Payment, PaymentStatus, RefundRefused, RefundRequest,
+    CreatePaymentRequest, MAX_USER_ID_CHARS, NewPayment, Payment, PaymentStatus, RefundRefused,
+    RefundRequest,
 };
 use crate::processor::MethodListing;
 use crate::service::{Caller, Idempotent, PaymentError, PaymentView, Payments, derived};
@@ -166,16 +167,18 @@ async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Payment>>, Problem> {
     let mut errors = Vec::new();
-    let user_id = params
-        .user_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty());
-    if user_id.is_none() {
-        errors.push(FieldError::new(
+    // Taken as sent (an id with spaces around it is another id, and finds nothing).
+    let user_id = params.user_id.as_deref().filter(|u| !u.is_empty());
+    match user_id {
+        None => errors.push(FieldError::new(
             "user_id",
             "is required: payments are listed per user",
-        ));
+        )),
+        Some(u) if u.chars().count() > MAX_USER_ID_CHARS => errors.push(FieldError::new(
+            "user_id",
+            format!("must be at most {MAX_USER_ID_CHARS} characters"),
+        )),
+        Some(_) => {}
     }
     let status = params.status.as_deref().and_then(|s| {
         let parsed = PaymentStatus::parse(s);

@@ -7,7 +7,9 @@ pub mod payment;
 pub mod status;
 
 pub use card::{Brand, CardError, CardNumber, Cvc, Expiry};
-pub use method::{CreatePaymentRequest, MethodKind, MethodSummary, NewPayment, PaymentMethod};
+pub use method::{
+    CreatePaymentRequest, MAX_USER_ID_CHARS, MethodKind, MethodSummary, NewPayment, PaymentMethod,
+};
 pub use money::{Currency, Money, MoneyError};
 pub use payment::{
     Payment, PaymentFailure, Refund, RefundError, RefundRefused, RefundRequest, RefundStatus,
