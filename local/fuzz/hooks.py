@@ -165,6 +165,13 @@ def _payment(case):
     available = _currencies_by_method().get(kind)
     if available and body.get("currency") not in available:
         body["currency"] = available[0]
+    # A card that has not expired.
+    card = method.get("card") if isinstance(method, dict) else None
+    if isinstance(card, dict):
+        today = datetime.date.today()
+        year, month = _int(card.get("exp_year")), _int(card.get("exp_month"))
+        if year is not None and month is not None and (year, month) < (today.year, today.month):
+            card["exp_year"] = today.year + 3
 
 
 def _objective(case):

@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde::Serialize;
 
 use crate::domain::{
@@ -27,6 +28,9 @@ use crate::store::{StoredDelivery, WebhookStore};
 
 /// Deliveries one replay call re-queues at most; `next_since` continues from there.
 pub const MAX_REPLAY: usize = 200;
+
+/// Deliveries a replay writes back at once.
+const REPLAY_CONCURRENCY: usize = 16;
 
 /// What the handlers share, built once per cold start.
 #[derive(Debug, Clone)]
@@ -165,7 +169,19 @@ impl Webhooks {
     }
 
     /// Starts a new run of the schedule for `stored` and queues its first attempt.
-    async fn restart(&self, mut stored: StoredDelivery) -> Result<Delivery, WebhookError> {
+    async fn restart(&self, stored: StoredDelivery) -> Result<Delivery, WebhookError> {
+        let (delivery, queued) = self.reset(stored).await?;
+        self.queue.send(queued.as_slice()).await;
+        Ok(delivery)
+    }
+
+    /// Writes `stored` back as a fresh first attempt; the message to queue for it (none
+    /// when its first attempt waits for the sweep) is returned, so a replay sends them in batches. A message that is lost is caught by the
+    /// retry sweep, as the delivery is due.
+    async fn reset(
+        &self,
+        mut stored: StoredDelivery,
+    ) -> Result<(Delivery, Option<crate::queue::Queued>), WebhookError> {
         let now = clock::now();
         let read_version = stored.delivery.version;
         stored.delivery.restart(&clock::rfc3339(now))?;
@@ -182,8 +198,7 @@ impl Webhooks {
         {
             return Err(WebhookError::DeliveryInProgress(plan.delivery.delivery.id));
         }
-        self.queue.send(plan.queued.as_slice()).await;
-        Ok(plan.delivery.delivery)
+        Ok((plan.delivery.delivery, plan.queued))
     }
 }
 
@@ -374,14 +389,28 @@ async fn replay(
         .deliveries_since(&id, &since, MAX_REPLAY + 1)
         .await?;
     let next_since = found.get(MAX_REPLAY).map(|d| d.delivery.created_at.clone());
-    let (mut replayed, mut pending) = (0, 0);
-    for stored in found.into_iter().take(MAX_REPLAY) {
-        match app.restart(stored).await {
-            Ok(_) => replayed += 1,
+    // Up to MAX_REPLAY writes: a few at a time, and the messages in batches of ten, so a
+    // full page stays well inside the function's timeout.
+    let resets: Vec<_> = futures::stream::iter(found.into_iter().take(MAX_REPLAY))
+        .map(|stored| app.reset(stored))
+        .buffer_unordered(REPLAY_CONCURRENCY)
+        .collect()
+        .await;
+    let (mut replayed, mut pending, mut queued) = (0, 0, Vec::new());
+    for reset in resets {
+        match reset {
+            Ok((_, messages)) => {
+                replayed += 1;
+                queued.extend(messages);
+            }
             Err(WebhookError::DeliveryInProgress(_)) => pending += 1,
-            Err(e) => return Err(e),
+            Err(e) => {
+                app.queue.send(&queued).await;
+                return Err(e);
+            }
         }
     }
+    app.queue.send(&queued).await;
     let view = ReplayView {
         replayed,
         pending,
