@@ -14,6 +14,7 @@ import datetime
 import functools
 import ipaddress
 import os
+import re
 import urllib.parse
 import uuid
 
@@ -94,11 +95,16 @@ def _register_instance(case):
 
 
 def _is_public_name_or_address(host: str) -> bool:
-    host = host.strip("[]").rstrip(".").lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    host = host.rstrip(".").lower()
     try:
         return ipaddress.ip_address(host).is_global
     except ValueError:
         pass
+    # The spec's address pattern also admits strings no URL takes as a host (`a[`).
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host):
+        return False
     if host == "localhost" or host.endswith(".localhost"):
         return False
     # A name whose last label is a number is an IPv4 address to a URL parser (WHATWG:
@@ -165,9 +171,13 @@ def _payment(case):
     available = _currencies_by_method().get(kind)
     if available and body.get("currency") not in available:
         body["currency"] = available[0]
-    # A card that has not expired.
+    # A card number that passes Luhn's check and names a brand, with that brand's CVC
+    # length, and that has not expired.
     card = method.get("card") if isinstance(method, dict) else None
     if isinstance(card, dict):
+        if isinstance(card.get("number"), str):
+            card["number"] = "4242 4242 4242 4242"
+            card["cvc"] = "123"
         today = datetime.date.today()
         year, month = _int(card.get("exp_year")), _int(card.get("exp_month"))
         if year is not None and month is not None and (year, month) < (today.year, today.month):
