@@ -174,6 +174,10 @@ async fn discovery_filters_and_revalidates_with_etags() {
     .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert_eq!(body, Value::Null, "304 has no body");
+    // `*` matches any current representation (RFC 9110).
+    let (status, _, _) =
+        send_full(stack.admin(Method::GET, &path).header("If-None-Match", "*")).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED, "If-None-Match: *");
 
     send(stack.admin(Method::DELETE, &format!("/services/{service}/instances/c"))).await;
     let (status, headers, after) = send_full(
