@@ -5,8 +5,6 @@
 
 pub mod api;
 pub mod domain;
-#[cfg(test)]
-mod domain_tests;
 pub mod fanout;
 pub mod queue;
 pub mod relay;
