@@ -6,7 +6,8 @@ use aloft_shared::FieldError;
 use aloft_shared::strict::{some, some_object};
 use serde::{Deserialize, Serialize};
 
-use super::objective::{Errors, Objective, ObjectiveRequest, SloRequest};
+use super::field_errors::Errors;
+use super::objective::{Objective, ObjectiveRequest, SloRequest};
 
 /// `PUT /services/{service}/quality-attributes` as sent; stored as sent.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

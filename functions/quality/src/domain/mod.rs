@@ -6,6 +6,7 @@ pub mod alert;
 pub mod attributes;
 pub mod burn;
 pub mod evaluate;
+pub mod field_errors;
 pub mod objective;
 pub mod series;
 pub mod silence;

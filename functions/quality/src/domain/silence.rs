@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 use aloft_shared::FieldError;
 use aloft_shared::strict::some;
 
-use super::objective::{Errors, ObjectiveName, ServiceName};
+use super::field_errors::Errors;
+use super::objective::{ObjectiveName, ServiceName};
 
 /// The longest a silence may last: long enough for a planned migration, short enough
 /// that a forgotten one ends.
