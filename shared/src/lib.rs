@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod master_key;
 pub mod metrics;
+pub mod names;
 pub mod outbox;
 pub mod problem;
 pub mod ssrf;

@@ -67,7 +67,7 @@ fn ms_to_rfc3339(ms: i64) -> String {
 }
 
 fn service_name(raw: &str) -> Result<ServiceName, RegistryError> {
-    ServiceName::from_path(raw)
+    ServiceName::from_path(raw).map_err(|e| RegistryError::Invalid(vec![e]))
 }
 
 #[derive(Debug, Serialize)]

@@ -59,7 +59,7 @@ async fn put_policy(
     ApiJson(req): ApiJson<PolicyRequest>,
 ) -> Result<Json<PolicyView>, ScalerError> {
     // Every bad field in one answer: the path's service name and the body's.
-    let (service, policy) = match (ServiceName::parse(&service), ScalingPolicy::parse(&req)) {
+    let (service, policy) = match (ServiceName::from_path(&service), ScalingPolicy::parse(&req)) {
         (Ok(s), Ok(p)) => (s, p),
         (s, p) => {
             let errors = s.err().into_iter().chain(p.err().into_iter().flatten());
@@ -94,7 +94,7 @@ async fn delete_policy(
     _auth: Authorized<scope::ScalerWrite>,
     Path(service): Path<String>,
 ) -> Result<StatusCode, ScalerError> {
-    let service = ServiceName::parse(&service)?;
+    let service = ServiceName::from_path(&service)?;
     if api.evaluator.store.delete_policy(service.as_str()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -124,7 +124,7 @@ async fn decisions(
     Path(service): Path<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<Decision>>, ScalerError> {
-    let service = ServiceName::parse(&service)?;
+    let service = ServiceName::from_path(&service)?;
     let limit = parse_limit(page.limit.as_deref())?;
     let page = api
         .evaluator
@@ -150,7 +150,7 @@ async fn evaluate(
 }
 
 async fn load(api: &Api, service: &str) -> Result<ServiceScaling, ScalerError> {
-    let service = ServiceName::parse(service)?;
+    let service = ServiceName::from_path(service)?;
     api.evaluator
         .store
         .get(service.as_str())

@@ -5,22 +5,23 @@
 mod check;
 mod discovery;
 mod instance;
-mod names;
 mod query;
 mod registration;
 mod strict;
 mod sweep_plan;
+mod tokens;
 
+pub use aloft_shared::names::ServiceName;
 pub use check::{
     CheckTarget, CheckUrlError, HealthCheck, HealthChecksAllow, after_check, check_target,
 };
 pub use discovery::{DiscoveryFilter, Strategy, discovery_etag, resolve};
 pub use instance::{HealthStatus, HeartbeatRequest, Instance, Load, LoadRequest, lease_expiry};
-pub use names::{ServiceName, parse_instance_id};
 pub use query::{QueryError, parse_discovery_query, parse_resolve_query};
 pub use registration::{CheckRequest, RegisterRequest, Registration};
 pub use strict::Object;
 pub use sweep_plan::{SelfPreservation, SweepPlan, plan_sweep};
+pub use tokens::parse_instance_id;
 
 use aloft_shared::FieldError;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use aloft_shared::FieldError;
 
-use super::names::{is_token, token_message};
 use super::registration::MAX_META_VALUE_BYTES;
+use super::tokens::{is_token, token_message};
 use super::{DiscoveryFilter, MAX_META, MAX_TAGS, Strategy};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,8 +6,8 @@ use aloft_shared::FieldError;
 use aloft_shared::ssrf::AddressPolicy;
 use serde::Deserialize;
 
-use super::names::{is_token, token_message};
 use super::strict::{some, some_object};
+use super::tokens::{is_token, token_message};
 use super::{
     CHECK_INTERVAL_RANGE, CHECK_TIMEOUT_RANGE, DEFAULT_CHECK_INTERVAL_SECONDS,
     DEFAULT_CHECK_TIMEOUT_MS, DEFAULT_TTL_SECONDS, DEFAULT_WEIGHT, HealthCheck, MAX_DEPENDS_ON,

@@ -16,8 +16,9 @@ use aloft_shared::FieldError;
 use aloft_shared::cursor::CursorError;
 use aloft_shared::dynamo::StoreError;
 
+pub use aloft_shared::names::ServiceName;
 pub use decision::{Decision, Limit, State};
-pub use policy::{ScalingPolicy, ServiceName};
+pub use policy::ScalingPolicy;
 
 /// Everything a scaler operation can fail with; one `IntoResponse` maps it (api.rs).
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
-//! Properties of the scaler's parsers: service names, metric names and whole policy
-//! bodies (what passes keeps every documented rule, what fails names its fields, and a
-//! policy as shown is a body that gives the same policy back).
+//! Properties of the scaler's parsers: metric names and whole policy bodies (what
+//! passes keeps every documented rule, what fails names its fields, and a policy as
+//! shown is a body that gives the same policy back). Service names are shared: see
+//! `aloft_shared::names`.
 
 use proptest::prelude::*;
 
@@ -9,19 +10,10 @@ use super::parse::{
 };
 use super::policy::{
     Actuator, MAX_COOLDOWN_SECONDS, MAX_INSTANCES_CAP, MAX_STABILIZATION_SECONDS, MetricKind,
-    MissingMetrics, ScalingPolicy, ServiceName,
+    MissingMetrics, ScalingPolicy,
 };
 use aloft_shared::extract::parse_json;
 use aloft_shared::strict::Object;
-
-fn is_dns_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    (1..=63).contains(&b.len())
-        && b[0].is_ascii_lowercase()
-        && b[b.len() - 1] != b'-'
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
 
 /// The spec's `EcsName` pattern: `^(arn:[\x21-\x7e]{1,251}|[A-Za-z0-9_-]{1,255})$`.
 fn is_spec_ecs_name(s: &str) -> bool {
@@ -416,22 +408,6 @@ proptest! {
                 }
             }
             Err(p) => prop_assert!(p.status == 400 || p.status == 422, "{}", p),
-        }
-    }
-
-    #[test]
-    fn service_names_are_exactly_dns_labels(
-        s in "[a-z]([a-z0-9-]{0,61}[a-z0-9])?|[a-zA-Z0-9_. -]{0,66}|[a-z0-9-]{60,66}|\\PC{0,20}",
-    ) {
-        match ServiceName::parse(&s) {
-            Ok(n) => {
-                prop_assert!(is_dns_label(&s), "{:?}", s);
-                prop_assert_eq!(n.as_str(), s.as_str());
-            }
-            Err(e) => {
-                prop_assert!(!is_dns_label(&s), "{:?}", s);
-                prop_assert_eq!(e.field, "service");
-            }
         }
     }
 

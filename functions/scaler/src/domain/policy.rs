@@ -1,7 +1,6 @@
 //! What a scaling policy is: the request body as sent, the rules that make it valid, and
 //! the seed's defaults for every field left out.
 
-use aloft_shared::FieldError;
 use serde::{Deserialize, Serialize};
 
 /// The most instances a policy may ask for: past this a typo (`max: 10000`) is likelier
@@ -16,34 +15,6 @@ pub const DEFAULT_SCALE_UP_STABILIZATION_SECONDS: u32 = 0;
 pub const DEFAULT_SCALE_DOWN_STABILIZATION_SECONDS: u32 = 300;
 pub const MAX_STABILIZATION_SECONDS: u32 = 3600;
 pub const MAX_COOLDOWN_SECONDS: u32 = 86_400;
-
-/// A service name: a DNS label, the registry's rule (a capability crate never depends on
-/// another, so the scaler checks it itself).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceName(String);
-
-impl ServiceName {
-    pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let ok = (1..=63).contains(&raw.len())
-            && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && !raw.ends_with('-')
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(FieldError::new(
-                "service",
-                "must be 1 to 63 of a-z, 0-9 and '-', start with a letter and not end with '-'",
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A metric a policy can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -239,16 +210,6 @@ mod tests {
         ];
         for (limit, base, allowed) in cases {
             assert_eq!(limit.allowed(base), allowed, "{limit:?} from {base}");
-        }
-    }
-
-    #[test]
-    fn service_names_are_dns_labels() {
-        for ok in ["a", "checkout", "a-1", &"a".repeat(63)] {
-            assert!(ServiceName::parse(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "1a", "A", "a-", "a_b", &"a".repeat(64)] {
-            assert!(ServiceName::parse(bad).is_err(), "{bad}");
         }
     }
 
