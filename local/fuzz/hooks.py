@@ -124,15 +124,20 @@ def _int(v):
     return None
 
 
-@functools.cache
-def _a_user_id() -> str:
-    """One user made for this run, through the API itself."""
-    response = requests.post(
-        os.environ["ALOFT_URL"] + "/users",
+def _api(method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(
+        method,
+        os.environ["ALOFT_URL"] + path,
         headers={"Authorization": "Bearer " + os.environ["ALOFT_ADMIN_KEY"]},
-        json={"email": f"fuzz-{uuid.uuid4().hex[:12]}@example.com", "name": "Fuzz", "role": "member"},
         timeout=30,
+        **kwargs,
     )
+
+
+def _a_user_id() -> str:
+    """A user made for this case through the API (the fuzzer may delete any earlier one)."""
+    email = f"fuzz-{uuid.uuid4().hex[:12]}@example.com"
+    response = _api("POST", "/users", json={"email": email, "name": "Fuzz", "role": "member"})
     response.raise_for_status()
     return response.json()["id"]
 
@@ -140,11 +145,7 @@ def _a_user_id() -> str:
 @functools.cache
 def _currencies_by_method() -> dict:
     """`GET /payment-methods`: which currencies each method takes in this deployment."""
-    response = requests.get(
-        os.environ["ALOFT_URL"] + "/payment-methods",
-        headers={"Authorization": "Bearer " + os.environ["ALOFT_ADMIN_KEY"]},
-        timeout=30,
-    )
+    response = _api("GET", "/payment-methods")
     response.raise_for_status()
     listed = {}
     for entry in response.json()["items"]:
@@ -234,11 +235,39 @@ def _scaling_policy(case):
         body["metrics"] = kept
 
 
+def _refund(case):
+    # At most what is left to refund of the payment (a 422 naming `amount` otherwise).
+    body = _body(case)
+    amount = _int(body.get("amount")) if body else None
+    payment_id = (case.path_parameters or {}).get("id")
+    if amount is None or not isinstance(payment_id, str):
+        return
+    response = _api("GET", "/payments/" + urllib.parse.quote(payment_id, safe=""))
+    if response.status_code == 200:
+        payment = response.json()
+        left = payment["amount"] - payment["amount_refunded"]
+        if left >= 1:
+            body["amount"] = min(amount, left)
+
+
+def _webhook(case):
+    # Not a rule of the API, a courtesy to the stack under test: a subscription the
+    # fuzzer makes listens to an event type nothing emits. Otherwise every later event is
+    # delivered, four attempts each, to hundreds of made-up URLs, and the local DynamoDB
+    # spends the run on that. `POST /webhooks/{id}/test` still delivers to each.
+    body = _body(case)
+    if body and isinstance(body.get("event_types"), list):
+        body["event_types"] = ["fuzz.never_emitted"]
+
+
 RULES = {
     ("GET", "/users"): _search_users,
     ("POST", "/silences"): _silence,
     ("POST", "/payments"): _payment,
+    ("POST", "/payments/{id}/refunds"): _refund,
     ("POST", "/services/{service}/instances"): _register_instance,
     ("PUT", "/services/{service}/objectives/{name}"): _objective,
     ("PUT", "/services/{service}/scaling-policy"): _scaling_policy,
+    ("POST", "/webhooks"): _webhook,
+    ("PATCH", "/webhooks/{id}"): _webhook,
 }
