@@ -8,8 +8,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 tools="$root/.aloft/tools"
 case "${1:-}" in
-  # Plain HTTP against loopback only, so no TLS stack (which would need cmake to build).
-  oha) crate=oha version=1.16.0 features=(--no-default-features) ;;
+  # Default features: oha 1.16.0 does not build without its TLS feature (its HTTP/2 path
+  # calls connect_tls unconditionally). rustls with aws-lc builds with cc alone.
+  oha) crate=oha version=1.16.0 features=() ;;
   *) echo "usage: tools.sh oha" >&2; exit 2 ;;
 esac
 bin="$tools/bin/$crate"
