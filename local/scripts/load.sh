@@ -94,6 +94,10 @@ for name in ok:
     unexpected = {c: k for c, k in codes.items() if c not in ok[name] | {"429"}}
     if name == "create_user" and "409" in unexpected:
         print(f"{'':<12} 409 x{unexpected.pop('409')}: oha drew the same body twice (a correct answer)")
+    if name == "payment" and "409" in unexpected:
+        # oha sends one Idempotency-Key from every connection: a request that arrives
+        # while the first is still running is a 409 `idempotency-in-progress`, as documented.
+        print(f"{'':<12} 409 x{unexpected.pop('409')}: the same Idempotency-Key while its first request ran (a correct answer)")
     if unexpected or errors:
         bad.append((name, unexpected, errors))
 print(f"{'all':<12} {'':>9} {total:>8.1f}")
