@@ -17,6 +17,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub type Counts = BTreeMap<String, u64>;
 
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 #[derive(Clone, Default)]
 pub struct Counter(Arc<Mutex<Counts>>);
 
@@ -96,12 +106,19 @@ async fn forward(
     };
     match client.request(out).await {
         Ok(resp) => {
-            let (parts, body) = resp.into_parts();
+            let (mut parts, body) = resp.into_parts();
             let body = body
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
+            // Hop-by-hop headers are this hop's own (RFC 9110 §7.6.1). moto's dev server
+            // answers every request with `Connection: close`; passed on, it made the
+            // function open a new TCP connection for every AWS request, which it never
+            // does against DynamoDB, where the SDK's pooled connection is kept alive.
+            for h in HOP_BY_HOP {
+                parts.headers.remove(*h);
+            }
             Ok(Response::from_parts(parts, Full::new(body)))
         }
         Err(_) => Ok(bad_gateway()),
