@@ -200,6 +200,45 @@ impl Webhooks {
         }
         Ok((plan.delivery.delivery, plan.queued))
     }
+
+    /// Restarts up to MAX_REPLAY deliveries of `id` made at or after `since`: a few writes
+    /// at a time and the messages in batches of ten, so a full page stays well inside the
+    /// function's timeout. The messages of every delivery reset are sent, even when
+    /// another one failed.
+    async fn replay(&self, id: &str, since: &str) -> Result<ReplayView, WebhookError> {
+        let found = self
+            .store
+            .deliveries_since(id, since, MAX_REPLAY + 1)
+            .await?;
+        let next_since = found.get(MAX_REPLAY).map(|d| d.delivery.created_at.clone());
+        let resets: Vec<_> = futures::stream::iter(found.into_iter().take(MAX_REPLAY))
+            .map(|stored| self.reset(stored))
+            .buffer_unordered(REPLAY_CONCURRENCY)
+            .collect()
+            .await;
+        let (mut replayed, mut pending, mut queued, mut failed) = (0, 0, Vec::new(), None);
+        for reset in resets {
+            match reset {
+                Ok((_, message)) => {
+                    replayed += 1;
+                    queued.extend(message);
+                }
+                Err(WebhookError::DeliveryInProgress(_)) => pending += 1,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        self.queue.send(&queued).await;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(ReplayView {
+                replayed,
+                pending,
+                next_since,
+            }),
+        }
+    }
 }
 
 async fn create(
@@ -384,39 +423,7 @@ async fn replay(
     if !sub.enabled {
         return Err(WebhookError::Disabled(id));
     }
-    let found = app
-        .store
-        .deliveries_since(&id, &since, MAX_REPLAY + 1)
-        .await?;
-    let next_since = found.get(MAX_REPLAY).map(|d| d.delivery.created_at.clone());
-    // Up to MAX_REPLAY writes: a few at a time, and the messages in batches of ten, so a
-    // full page stays well inside the function's timeout.
-    let resets: Vec<_> = futures::stream::iter(found.into_iter().take(MAX_REPLAY))
-        .map(|stored| app.reset(stored))
-        .buffer_unordered(REPLAY_CONCURRENCY)
-        .collect()
-        .await;
-    let (mut replayed, mut pending, mut queued) = (0, 0, Vec::new());
-    for reset in resets {
-        match reset {
-            Ok((_, messages)) => {
-                replayed += 1;
-                queued.extend(messages);
-            }
-            Err(WebhookError::DeliveryInProgress(_)) => pending += 1,
-            Err(e) => {
-                app.queue.send(&queued).await;
-                return Err(e);
-            }
-        }
-    }
-    app.queue.send(&queued).await;
-    let view = ReplayView {
-        replayed,
-        pending,
-        next_since,
-    };
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok((StatusCode::ACCEPTED, Json(app.replay(&id, &since).await?)))
 }
 
 impl IntoResponse for WebhookError {

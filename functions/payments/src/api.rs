@@ -166,6 +166,17 @@ async fn list(
     _auth: Authorized<scope::PaymentsRead>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Page<Payment>>, Problem> {
+    let (user_id, status, limit) = list_query(&params)?;
+    let page = api
+        .store
+        .list(user_id, status, limit, params.cursor.as_deref())
+        .await?;
+    Ok(Json(page))
+}
+
+/// `GET /payments` filters: the user (required), an optional status and the page size,
+/// every bad one named.
+fn list_query(params: &ListParams) -> Result<(&str, Option<PaymentStatus>, i32), Problem> {
     let mut errors = Vec::new();
     // Taken as sent (an id with spaces around it is another id, and finds nothing).
     let user_id = params.user_id.as_deref().filter(|u| !u.is_empty());
@@ -195,11 +206,7 @@ async fn list(
         .map_err(|e| errors.push(e))
         .ok();
     match (user_id, limit) {
-        (Some(user_id), Some(limit)) if errors.is_empty() => Ok(Json(
-            api.store
-                .list(user_id, status, limit, params.cursor.as_deref())
-                .await?,
-        )),
+        (Some(user_id), Some(limit)) if errors.is_empty() => Ok((user_id, status, limit)),
         _ => Err(Problem::validation(errors)),
     }
 }
