@@ -1,7 +1,9 @@
 //! AWS clients, built once per cold start.
 //!
-//! `aws_config` honours `AWS_ENDPOINT_URL`, so the same code talks to moto locally and
-//! to AWS when deployed; nothing here knows which.
+//! [`sdk_config`] reads what the Lambda sandbox provides (region, the execution role's
+//! credentials, and `AWS_ENDPOINT_URL` where one is set), so the same code talks to moto
+//! locally and to AWS when deployed; nothing here knows which. Tools run by people
+//! (`create-admin-key`) use [`operator_sdk_config`] instead: profiles, SSO, everything.
 //!
 //! Every client built here carries one interceptor that times its calls, so a request's
 //! latency splits into time inside DynamoDB, SQS and other AWS calls, and the rest
@@ -13,6 +15,14 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 pub use aws_config::SdkConfig;
+use aws_config::environment::{
+    EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+};
+use aws_config::identity::IdentityCache;
+use aws_config::meta::region::ProvideRegion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::SharedCredentialsProvider;
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
 };
@@ -37,18 +47,56 @@ pub fn call_timeout() -> Duration {
         .unwrap_or(DEFAULT_CALL_TIMEOUT)
 }
 
-/// Loads region, credentials and endpoint from the environment (the Lambda sandbox
-/// provides all three; locally `local/` does), with [`call_timeout`] on every call and
-/// the SDK's standard retries (3 attempts, exponential backoff with jitter).
+/// The SDK's own default for connecting, which aws-config's loader would add.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+
+/// The configuration every function builds its clients from, read from the environment
+/// Lambda gives a function: `AWS_REGION`, the execution role's `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL` where set
+/// (`local/` sets it to moto). [`call_timeout`] bounds every call, with the SDK's standard
+/// retries (3 attempts, exponential backoff with jitter).
+///
+/// Not aws-config's default chain, on purpose: in a Lambda sandbox that chain always ends
+/// at these variables, and building it (profile files, IMDS, and an STS client for web
+/// identity) cost about 1 ms of every cold start's CPU and 0.3 MB of every binary (issue
+/// 13, README "Performance"). Missing credentials surface as an error on the first call,
+/// naming the variable. Per-service endpoints (`AWS_ENDPOINT_URL_DYNAMODB`) and profile
+/// settings are not read.
 pub async fn sdk_config() -> SdkConfig {
+    let region = EnvironmentVariableRegionProvider::new().region().await;
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .identity_cache(IdentityCache::lazy().build())
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard());
+    if let Some(url) = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        config = config.endpoint_url(url);
+    }
+    config.build()
+}
+
+/// For tools a person runs with their own credentials (`create-admin-key`): aws-config's
+/// whole default chain (environment, profiles, SSO, web identity, IMDS), with the same
+/// timeouts as the functions.
+pub async fn operator_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(call_timeout())
-                .build(),
-        )
+        .timeout_config(timeouts())
         .load()
         .await
+}
+
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_timeout(call_timeout())
+        .build()
 }
 
 pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {

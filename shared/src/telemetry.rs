@@ -14,7 +14,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 use crate::aws::{AwsPart, CallTimes, measure_calls};
 use crate::metrics::{MetricRecord, Unit, peak_rss_mib};
@@ -22,16 +23,33 @@ use crate::metrics::{MetricRecord, Unit, peak_rss_mib};
 /// JSON logs to stdout (CloudWatch Logs), filtered by `RUST_LOG` (default `info`).
 /// Call once at the top of `main`.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // A second init (tests) is harmless; ignore the error it returns.
-    let _ = tracing_subscriber::fmt()
+    let json = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
         .flatten_event(true)
-        .with_target(false)
+        .with_target(false);
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    // A second init (tests) is harmless; ignore the error it returns.
+    let _ = tracing_subscriber::registry()
+        .with(json.with_filter(filter))
         .try_init();
+}
+
+/// `RUST_LOG` as levels by target (`info`, `warn,aloft_users=debug`): what template.yaml's
+/// `LogLevel` sets. `Targets` rather than `EnvFilter`, whose span and field directives
+/// nothing here uses and whose regex engine was 0.17 MiB of every binary (issue 13).
+/// Unset, empty, unreadable or without a default level means `info` for everything not
+/// named, so a typo never silences a function.
+fn log_filter(rust_log: Option<&str>) -> Targets {
+    let targets = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_default();
+    match targets.default_level() {
+        Some(_) => targets,
+        None => targets.with_default(LevelFilter::INFO),
+    }
 }
 
 /// The process serves its first request cold. A process-wide flag is the fact itself,
@@ -116,5 +134,30 @@ fn breakdown(t: &RequestTelemetry, latency_ms: f64, calls: &CallTimes) -> Metric
     match peak_rss_mib() {
         Some(mib) => record.metric("MemoryUsedMiB", mib, Unit::Megabytes),
         None => record,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_levels_by_target_and_anything_unreadable_means_info() {
+        let info = log_filter(None);
+        assert!(info.would_enable("aloft_users", &Level::INFO));
+        assert!(!info.would_enable("aloft_users", &Level::DEBUG));
+        // "loud" reads as a target name; everything else keeps the default.
+        for unreadable in ["", "  ", "loud", "aloft=noisy"] {
+            let f = log_filter(Some(unreadable));
+            assert!(f.would_enable("x", &Level::INFO), "{unreadable:?}");
+            assert!(!f.would_enable("x", &Level::DEBUG), "{unreadable:?}");
+        }
+        let warn = log_filter(Some("warn"));
+        assert!(!warn.would_enable("aloft_users", &Level::INFO));
+        assert!(warn.would_enable("aloft_users", &Level::WARN));
+        let mixed = log_filter(Some("warn,aloft_users=debug"));
+        assert!(mixed.would_enable("aloft_users::store", &Level::DEBUG));
+        assert!(!mixed.would_enable("hyper", &Level::INFO));
     }
 }

@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let sdk = aws::sdk_config().await;
+    let sdk = aws::operator_sdk_config().await;
     let store = KeyStore::new(aws::dynamodb(&sdk), args.table.clone());
     let minted = NewApiKey::generate();
     let new = NewKey {
