@@ -2,7 +2,9 @@
 //! Logs turns into a datapoint, with no API call in the request path (`local/` does the
 //! same against the local endpoint).
 
-use serde_json::{Map, Value, json};
+use std::io::Write;
+
+use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Unit {
@@ -27,12 +29,19 @@ impl Unit {
     }
 }
 
-/// One EMF record: a namespace, dimension values, and metrics sharing them.
+/// One EMF record: a namespace, dimension values, and metrics sharing them, under one or
+/// more directives (each a group of metrics with its own dimension sets).
 #[derive(Debug, Clone)]
 pub struct MetricRecord {
     namespace: String,
     dimensions: Vec<(String, String)>,
-    /// Dimension sets, by name; each set is one CloudWatch metric stream per metric.
+    directives: Vec<Directive>,
+}
+
+/// Metrics and the dimension sets they are published under: one CloudWatch metric
+/// stream per metric and set.
+#[derive(Debug, Clone, Default)]
+struct Directive {
     dimension_sets: Vec<Vec<String>>,
     metrics: Vec<(String, f64, Unit)>,
 }
@@ -42,8 +51,7 @@ impl MetricRecord {
         Self {
             namespace: namespace.into(),
             dimensions: Vec::new(),
-            dimension_sets: Vec::new(),
-            metrics: Vec::new(),
+            directives: vec![Directive::default()],
         }
     }
 
@@ -53,47 +61,135 @@ impl MetricRecord {
     }
 
     pub fn dimension_set(mut self, names: &[&str]) -> Self {
-        self.dimension_sets
+        self.current()
+            .dimension_sets
             .push(names.iter().map(|s| (*s).to_owned()).collect());
         self
     }
 
     pub fn metric(mut self, name: &str, value: f64, unit: Unit) -> Self {
-        self.metrics.push((name.to_owned(), value, unit));
+        self.current().metrics.push((name.to_owned(), value, unit));
         self
     }
 
-    pub fn to_json(&self, timestamp_ms: i64) -> Value {
-        let mut root = Map::new();
-        let definitions: Vec<Value> = self
-            .metrics
-            .iter()
-            .map(|(name, _, unit)| json!({"Name": name, "Unit": unit.as_str()}))
-            .collect();
-        root.insert(
-            "_aws".into(),
-            json!({
-                "Timestamp": timestamp_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": self.namespace,
-                    "Dimensions": self.dimension_sets,
-                    "Metrics": definitions,
-                }]
-            }),
-        );
-        for (name, value) in &self.dimensions {
-            root.insert(name.clone(), Value::String(value.clone()));
-        }
-        for (name, value, _) in &self.metrics {
-            root.insert(name.clone(), json!(value));
-        }
-        Value::Object(root)
+    /// Starts another group in the same record: the dimension sets and metrics added
+    /// after it are published apart from those before. One line instead of two for a
+    /// request's metrics (issue 13: every line is a formatted write on the request path).
+    pub fn group(mut self) -> Self {
+        self.directives.push(Directive::default());
+        self
     }
 
-    /// Writes the record as one line on stdout, where the Lambda log pipeline reads it.
+    fn current(&mut self) -> &mut Directive {
+        self.directives
+            .last_mut()
+            .expect("a record starts with a group")
+    }
+
+    pub fn to_json(&self, timestamp_ms: i64) -> serde_json::Value {
+        serde_json::to_value(Document {
+            record: self,
+            timestamp_ms,
+        })
+        .expect("an EMF record is plain JSON")
+    }
+
+    /// Writes the record as one line on stdout, where the Lambda log pipeline reads it:
+    /// serialised straight into one buffer and written with one call.
     pub fn emit(&self) {
-        let ts = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        println!("{}", self.to_json(ts as i64));
+        let timestamp_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let mut line = Vec::with_capacity(512);
+        let document = Document {
+            record: self,
+            timestamp_ms: timestamp_ms as i64,
+        };
+        if serde_json::to_writer(&mut line, &document).is_ok() {
+            line.push(b'\n');
+            // A full or closed stdout loses a metric, never the request.
+            let _ = std::io::stdout().lock().write_all(&line);
+        }
+    }
+}
+
+/// The record as EMF's JSON: `_aws` metadata, then dimension and metric values at the
+/// root, as CloudWatch Logs reads them.
+struct Document<'a> {
+    record: &'a MetricRecord,
+    timestamp_ms: i64,
+}
+
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = self.record;
+        let mut root = serializer.serialize_map(None)?;
+        root.serialize_entry(
+            "_aws",
+            &Metadata {
+                timestamp_ms: self.timestamp_ms,
+                record: r,
+            },
+        )?;
+        for (name, value) in &r.dimensions {
+            root.serialize_entry(name, value)?;
+        }
+        for (name, value, _) in r.directives.iter().flat_map(|d| &d.metrics) {
+            root.serialize_entry(name, value)?;
+        }
+        root.end()
+    }
+}
+
+struct Metadata<'a> {
+    timestamp_ms: i64,
+    record: &'a MetricRecord,
+}
+
+impl Serialize for Metadata<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let directives: Vec<_> = self
+            .record
+            .directives
+            .iter()
+            .filter(|d| !d.metrics.is_empty())
+            .map(|d| DirectiveJson {
+                namespace: &self.record.namespace,
+                directive: d,
+            })
+            .collect();
+        let mut m = serializer.serialize_struct("Metadata", 2)?;
+        m.serialize_field("Timestamp", &self.timestamp_ms)?;
+        m.serialize_field("CloudWatchMetrics", &directives)?;
+        m.end()
+    }
+}
+
+struct DirectiveJson<'a> {
+    namespace: &'a str,
+    directive: &'a Directive,
+}
+
+impl Serialize for DirectiveJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Definition<'a>(&'a str, Unit);
+        impl Serialize for Definition<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut m = serializer.serialize_struct("Metric", 2)?;
+                m.serialize_field("Name", self.0)?;
+                m.serialize_field("Unit", self.1.as_str())?;
+                m.end()
+            }
+        }
+        let definitions: Vec<_> = self
+            .directive
+            .metrics
+            .iter()
+            .map(|(name, _, unit)| Definition(name, *unit))
+            .collect();
+        let mut m = serializer.serialize_struct("Directive", 3)?;
+        m.serialize_field("Namespace", self.namespace)?;
+        m.serialize_field("Dimensions", &self.directive.dimension_sets)?;
+        m.serialize_field("Metrics", &definitions)?;
+        m.end()
     }
 }
 
@@ -122,6 +218,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn peak_rss_is_the_processs_high_water_mark() {
@@ -163,5 +260,47 @@ mod tests {
         );
         assert_eq!(v["Latency"], 12.5);
         assert_eq!(v["StatusClass"], "2xx");
+    }
+
+    #[test]
+    fn groups_share_one_line_each_with_its_own_dimension_sets() {
+        let v = MetricRecord::new("aloft")
+            .dimension("Function", "users")
+            .dimension("StatusClass", "5xx")
+            .dimension_set(&["Function"])
+            .dimension_set(&["Function", "StatusClass"])
+            .metric("Requests", 1.0, Unit::Count)
+            .group()
+            .dimension_set(&["Function"])
+            .metric("DatabaseLatency", 3.25, Unit::Milliseconds)
+            .metric("MemoryUsedMiB", 7.5, Unit::Megabytes)
+            .to_json(1);
+        let directives = v["_aws"]["CloudWatchMetrics"].as_array().unwrap();
+        assert_eq!(directives.len(), 2);
+        assert_eq!(
+            directives[0]["Dimensions"],
+            json!([["Function"], ["Function", "StatusClass"]])
+        );
+        assert_eq!(directives[1]["Dimensions"], json!([["Function"]]));
+        assert_eq!(
+            directives[1]["Metrics"],
+            json!([
+                {"Name": "DatabaseLatency", "Unit": "Milliseconds"},
+                {"Name": "MemoryUsedMiB", "Unit": "Megabytes"}
+            ])
+        );
+        assert_eq!(directives[1]["Namespace"], "aloft");
+        assert_eq!(v["Requests"], 1.0);
+        assert_eq!(v["DatabaseLatency"], 3.25);
+        assert_eq!(v["MemoryUsedMiB"], 7.5);
+        // A group left empty declares nothing.
+        let lone = MetricRecord::new("aloft")
+            .metric("Requests", 1.0, Unit::Count)
+            .group()
+            .to_json(1);
+        assert_eq!(
+            lone["_aws"]["CloudWatchMetrics"].as_array().unwrap().len(),
+            1
+        );
     }
 }

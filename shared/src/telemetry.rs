@@ -98,30 +98,29 @@ pub async fn observe(State(t): State<RequestTelemetry>, req: Request, next: Next
     let status = response.status();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms, "request completed"));
-    MetricRecord::new(t.namespace.as_ref())
+    let record = MetricRecord::new(t.namespace.as_ref())
         .dimension("Function", t.function.as_ref())
         .dimension("StatusClass", format!("{}xx", status.as_u16() / 100))
         .dimension_set(&["Function"])
         .dimension_set(&["Function", "StatusClass"])
         .metric("Latency", latency_ms, Unit::Milliseconds)
         .metric("Requests", 1.0, Unit::Count)
-        .metric("ColdStart", if cold_start { 1.0 } else { 0.0 }, Unit::Count)
-        .emit();
-    breakdown(&t, latency_ms, &calls).emit();
+        .metric("ColdStart", if cold_start { 1.0 } else { 0.0 }, Unit::Count);
+    breakdown(record.group(), latency_ms, &calls).emit();
     response
 }
 
 /// Where a request's time went, by function only (a status class would multiply the
-/// streams without saying more about where the time goes), with peak memory.
-fn breakdown(t: &RequestTelemetry, latency_ms: f64, calls: &CallTimes) -> MetricRecord {
+/// streams without saying more about where the time goes), with peak memory: a second
+/// group of the request's record.
+fn breakdown(record: MetricRecord, latency_ms: f64, calls: &CallTimes) -> MetricRecord {
     let ms = |part| calls.get(part).as_secs_f64() * 1000.0;
     let (db, messaging, other) = (
         ms(AwsPart::Database),
         ms(AwsPart::Messaging),
         ms(AwsPart::OtherAws),
     );
-    let record = MetricRecord::new(t.namespace.as_ref())
-        .dimension("Function", t.function.as_ref())
+    let record = record
         .dimension_set(&["Function"])
         .metric("DatabaseLatency", db, Unit::Milliseconds)
         .metric("MessagingLatency", messaging, Unit::Milliseconds)
