@@ -54,7 +54,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Lambda gives a function: `AWS_REGION`, the execution role's `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL` where set
 /// (`local/` sets it to moto). [`call_timeout`] bounds every call, with the SDK's standard
-/// retries (3 attempts, exponential backoff with jitter).
+/// retries (3 attempts, exponential backoff with jitter). One HTTPS client, trusting the
+/// system's CA bundle ([`crate::trust_roots`]), serves every client built from it.
 ///
 /// Not aws-config's default chain, on purpose: in a Lambda sandbox that chain always ends
 /// at these variables, and building it (profile files, IMDS, and an STS client for web
@@ -72,7 +73,8 @@ pub async fn sdk_config() -> SdkConfig {
         ))
         .identity_cache(IdentityCache::lazy().build())
         .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard());
+        .retry_config(RetryConfig::standard())
+        .http_client(crate::trust_roots::https_client());
     if let Some(url) = std::env::var("AWS_ENDPOINT_URL")
         .ok()
         .filter(|u| !u.is_empty())

@@ -21,5 +21,6 @@ pub mod problem;
 pub mod ssrf;
 pub mod strict;
 pub mod telemetry;
+pub mod trust_roots;
 
 pub use problem::{FieldError, Problem};

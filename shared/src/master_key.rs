@@ -78,7 +78,7 @@ impl SecretsClients for crate::aws::SdkConfig {
 
     fn isolated(&self) -> aws_sdk_secretsmanager::Client {
         let mut conf = aws_sdk_secretsmanager::config::Builder::from(self);
-        conf.set_http_client(None);
+        conf.set_http_client(Some(crate::trust_roots::https_client()));
         aws_sdk_secretsmanager::Client::from_conf(conf.build())
     }
 }
