@@ -77,6 +77,8 @@ trap 'exit 130' INT TERM
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_SESSION_TOKEN=testing
 export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_DEFAULT_REGION="${AWS_REGION:-us-east-1}"
 unset AWS_PROFILE
+# As the local stack allows (stack.sh): moto on two cores can queue a call for seconds.
+export AWS_CALL_TIMEOUT_MS="${AWS_CALL_TIMEOUT_MS:-30000}"
 logs="$(mktemp -d "$root/.aloft/footprint.XXXXXX")"
 moto_port="$(free_port)"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"

@@ -510,6 +510,12 @@ async fn main() -> Result<()> {
         }
         let mut env = tpl.environment(&logical(s.env_of)?)?;
         env.insert("AWS_ENDPOINT_URL".into(), format!("http://{proxy}"));
+        // The local stack's call timeout (run.sh exports it, as stack.sh does): moto can
+        // queue a transaction for seconds as its tables fill, and a create that timed out
+        // at the deployed 4 s would be a 503 measuring nothing.
+        if let Ok(ms) = std::env::var("AWS_CALL_TIMEOUT_MS") {
+            env.insert("AWS_CALL_TIMEOUT_MS".into(), ms);
+        }
         eprintln!("footprint: {} ...", s.binary);
         ctx.scenario = s.binary.to_owned();
         match measure(&a, &s, &env, &mut ctx, &counter).await {
