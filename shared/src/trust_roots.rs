@@ -1,4 +1,5 @@
-//! The HTTPS client every AWS SDK client shares, and the root certificates it trusts.
+//! The HTTPS client every AWS SDK client shares, and the root certificates it and the
+//! capabilities' own HTTP clients trust.
 //!
 //! The SDK's default client loads the platform's roots through rustls-native-certs, which
 //! reads the system's CA bundle *and* every file of the certificate directories beside it
@@ -46,22 +47,40 @@ pub fn https_client() -> SharedHttpClient {
 /// The system's CA bundle alone where there is a usable one and no operator override,
 /// else the SDK's native loading.
 fn roots() -> TrustStore {
+    match system_bundle() {
+        Some(pem) => TrustStore::empty().with_pem_certificate(pem),
+        None => TrustStore::default(),
+    }
+}
+
+/// The same roots for a reqwest client (webhook deliveries, gateways, health checks):
+/// the bundle alone where [`https_client`] trusts it, else reqwest's platform verifier,
+/// which would otherwise read the certificate directories at every cold start too.
+pub fn reqwest_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    match system_bundle().and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()) {
+        Some(certs) => builder.tls_certs_only(certs),
+        None => builder,
+    }
+}
+
+/// The system's CA bundle (PEM), read once per process: `None` where an operator names
+/// roots with `SSL_CERT_FILE` or `SSL_CERT_DIR`, or no usable bundle is found, and the
+/// platform's own loading applies.
+fn system_bundle() -> Option<&'static [u8]> {
     static BUNDLE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     let overridden = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
     if overridden {
-        return TrustStore::default();
+        return None;
     }
-    let bundle = BUNDLE.get_or_init(|| {
-        BUNDLES
-            .iter()
-            .find_map(|path| std::fs::read(path).ok().filter(|pem| usable(pem)))
-    });
-    match bundle {
-        Some(pem) => TrustStore::empty().with_pem_certificate(pem.clone()),
-        None => TrustStore::default(),
-    }
+    BUNDLE
+        .get_or_init(|| {
+            BUNDLES
+                .iter()
+                .find_map(|path| std::fs::read(path).ok().filter(|pem| usable(pem)))
+        })
+        .as_deref()
 }
 
 /// A bundle every certificate of which parses as a trust anchor. The SDK refuses (panics
@@ -78,6 +97,11 @@ fn usable(pem: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reqwest_client_builds_with_the_same_roots() {
+        reqwest_roots(reqwest::Client::builder()).build().unwrap();
+    }
 
     #[test]
     fn a_bundle_is_usable_only_if_every_certificate_in_it_parses() {

@@ -56,7 +56,7 @@ pub struct Outgoing<'a> {
 
 impl Sender {
     pub fn new(policy: UrlPolicy, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             // A proxy would resolve the name itself, out of the resolver's reach.
             .no_proxy()

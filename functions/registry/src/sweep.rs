@@ -126,7 +126,7 @@ impl HttpChecker {
 
     fn build(resolver: GuardedResolver) -> Result<Self, reqwest::Error> {
         let policy = resolver.policy;
-        let client = reqwest::Client::builder()
+        let client = aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             // A proxy would resolve the name itself, out of the resolver's reach.
             .no_proxy()

@@ -62,7 +62,7 @@ impl Gateway {
 
     /// The client every request to this gateway goes through, with its timeout.
     pub fn client(self, timeout: Duration) -> Result<reqwest::Client, ProcessorError> {
-        reqwest::Client::builder()
+        aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
             .timeout(timeout)
             .build()
             .map_err(|e| self.misconfigured(format!("HTTP client: {e}")))
