@@ -54,17 +54,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Lambda gives a function: `AWS_REGION`, the execution role's `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, and `AWS_ENDPOINT_URL` where set
 /// (`local/` sets it to moto). [`call_timeout`] bounds every call, with the SDK's standard
-/// retries (3 attempts, exponential backoff with jitter). One HTTPS client, trusting the
-/// system's CA bundle ([`crate::trust_roots`]), serves every client built from it.
+/// retries (3 attempts, exponential backoff with jitter; `AWS_MAX_ATTEMPTS` changes the
+/// count). `AWS_USE_FIPS_ENDPOINT` and `AWS_USE_DUALSTACK_ENDPOINT` are honoured. One
+/// HTTPS client, trusting the system's CA bundle ([`crate::trust_roots`]), serves every
+/// client built from it.
 ///
 /// Not aws-config's default chain, on purpose: in a Lambda sandbox that chain always ends
 /// at these variables, and building it (profile files, IMDS, and an STS client for web
 /// identity) cost about 1 ms of every cold start's CPU and 0.3 MB of every binary (issue
 /// 13, README "Performance"). Missing credentials surface as an error on the first call,
-/// naming the variable. Per-service endpoints (`AWS_ENDPOINT_URL_DYNAMODB`) and profile
-/// settings are not read.
+/// naming the variable. Not read: profiles, container and web-identity credentials,
+/// per-service endpoints (`AWS_ENDPOINT_URL_DYNAMODB`), `AWS_RETRY_MODE`,
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` and `AWS_SDK_UA_APP_ID`.
 pub async fn sdk_config() -> SdkConfig {
     let region = EnvironmentVariableRegionProvider::new().region().await;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let flag = |name: &str| var(name).map(|v| v.trim().eq_ignore_ascii_case("true"));
+    let retries = match var("AWS_MAX_ATTEMPTS").and_then(|n| n.trim().parse::<u32>().ok()) {
+        Some(attempts) if attempts > 0 => RetryConfig::standard().with_max_attempts(attempts),
+        _ => RetryConfig::standard(),
+    };
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(region)
@@ -73,14 +82,11 @@ pub async fn sdk_config() -> SdkConfig {
         ))
         .identity_cache(IdentityCache::lazy().build())
         .timeout_config(timeouts())
-        .retry_config(RetryConfig::standard())
+        .retry_config(retries)
         .http_client(crate::trust_roots::https_client());
-    if let Some(url) = std::env::var("AWS_ENDPOINT_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        config = config.endpoint_url(url);
-    }
+    config.set_use_fips(flag("AWS_USE_FIPS_ENDPOINT"));
+    config.set_use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT"));
+    config.set_endpoint_url(var("AWS_ENDPOINT_URL"));
     config.build()
 }
 

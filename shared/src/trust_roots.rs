@@ -15,8 +15,10 @@
 use std::sync::OnceLock;
 
 use aws_sdk_dynamodb::config::SharedHttpClient;
+use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
+use aws_smithy_http_client::{Builder, ConnectorBuilder};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -30,18 +32,31 @@ const BUNDLES: &[&str] = &[
     "/etc/ssl/ca-bundle.pem",
 ];
 
-/// A hyper 1.x + rustls (aws-lc) client, as the SDK's default is, trusting [`roots`].
-/// Connections are pooled per client: build one per process and share it through the
-/// `SdkConfig`, or a fresh one where connections must not be shared (another runtime).
+/// The client the SDK's `default-https-client` builds (hyper 1.x, rustls with aws-lc,
+/// `HTTPS_PROXY`/`NO_PROXY` honoured, per-client connect settings and sleep), trusting
+/// [`roots`]. Connections are pooled per client: build one per process and share it
+/// through the `SdkConfig`, or a fresh one where connections must not be shared (another
+/// runtime).
 pub fn https_client() -> SharedHttpClient {
     let tls = TlsContext::builder()
         .with_trust_store(roots())
         .build()
         .expect("a trust store is the only setting");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(tls)
-        .build_https()
+    // The way aws-smithy-runtime builds its default client (`default_https_client`):
+    // `build_https` alone would drop the proxy settings and the connector settings of
+    // each client. The function is hidden from the crate's docs; the version is pinned
+    // in the workspace, so a change to it is a build error, never a silent one.
+    Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(tls.clone());
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// The system's CA bundle alone where there is a usable one and no operator override,
@@ -74,13 +89,14 @@ fn system_bundle() -> Option<&'static [u8]> {
     if overridden {
         return None;
     }
-    BUNDLE
-        .get_or_init(|| {
-            BUNDLES
-                .iter()
-                .find_map(|path| std::fs::read(path).ok().filter(|pem| usable(pem)))
-        })
-        .as_deref()
+    BUNDLE.get_or_init(|| first_usable(BUNDLES)).as_deref()
+}
+
+/// The contents of the first of `paths` that can be read and is [`usable`].
+fn first_usable(paths: &[&str]) -> Option<Vec<u8>> {
+    paths
+        .iter()
+        .find_map(|path| std::fs::read(path).ok().filter(|pem| usable(pem)))
 }
 
 /// A bundle every certificate of which parses as a trust anchor. The SDK refuses (panics
@@ -98,22 +114,69 @@ fn usable(pem: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_reqwest_client_builds_with_the_same_roots() {
-        reqwest_roots(reqwest::Client::builder()).build().unwrap();
-    }
+    /// A self-signed P-256 root made for these tests (valid until 2126).
+    const TEST_ROOT: &str = "-----BEGIN CERTIFICATE-----
+MIIBijCCATGgAwIBAgIUNWsOu6B6uyzBoWPS6zdF25NnXkwwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPYWxvZnQgdGVzdCByb290MCAXDTI2MTEyNjAyMTAzMVoYDzIx
+MjYxMTAyMDIxMDMxWjAaMRgwFgYDVQQDDA9hbG9mdCB0ZXN0IHJvb3QwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAR8MHH6kEU5oy7ft9UYGyMjjw+/7SsN1k/o7tBu
+yuUOQedP+pEjg1Zq/vOd25/JdTX+1dR/fw9UB4f/ZC2/VRe9o1MwUTAdBgNVHQ4E
+FgQUobBGSUYH+lm+beRsRsU2KofpNQowHwYDVR0jBBgwFoAUobBGSUYH+lm+beRs
+RsU2KofpNQowDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiBPUALM
+BTEZAXVikBrRg4S0od2xoiqKKOA0R4l3heWTSwIgeAh/LKu76UOuceD7fb3GT4qV
+sgjGcvvHJt2J4UyA0XM=
+-----END CERTIFICATE-----
+";
+    const BROKEN: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
 
     #[test]
     fn a_bundle_is_usable_only_if_every_certificate_in_it_parses() {
+        assert!(usable(TEST_ROOT.as_bytes()));
         assert!(!usable(b""));
         assert!(!usable(b"not a certificate"));
-        let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(!usable(broken));
+        assert!(!usable(BROKEN.as_bytes()));
+        assert!(!usable(format!("{TEST_ROOT}{BROKEN}").as_bytes()));
         if let Some(system) = BUNDLES.iter().find_map(|p| std::fs::read(p).ok()) {
             assert!(usable(&system), "this machine's bundle is refused");
-            let mut with_broken = system.clone();
-            with_broken.extend_from_slice(broken);
-            assert!(!usable(&with_broken));
+        }
+    }
+
+    #[test]
+    fn the_first_readable_usable_bundle_is_chosen() {
+        let dir = std::env::temp_dir().join(format!("aloft-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (broken, good) = (write("broken.pem", BROKEN), write("good.pem", TEST_ROOT));
+        let missing = dir.join("missing.pem").to_str().unwrap().to_owned();
+        assert_eq!(
+            first_usable(&[&missing, &broken, &good]).as_deref(),
+            Some(TEST_ROOT.as_bytes())
+        );
+        assert_eq!(first_usable(&[&missing, &broken]), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reqwest_client_builds_with_any_bundle_found_usable() {
+        // tls_certs_only refuses to build with a root it cannot add: the bundle check must
+        // be at least as strict, or reqwest_roots would fail a cold start.
+        let system = BUNDLES.iter().find_map(|p| std::fs::read(p).ok());
+        for pem in [Some(TEST_ROOT.as_bytes().to_vec()), system]
+            .into_iter()
+            .flatten()
+        {
+            if usable(&pem) {
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
+                assert!(!certs.is_empty());
+                reqwest::Client::builder()
+                    .tls_certs_only(certs)
+                    .build()
+                    .unwrap();
+            }
         }
     }
 }
