@@ -3,7 +3,8 @@
 //! same against the local endpoint).
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 
@@ -204,12 +205,26 @@ impl Serialize for DirectiveJson<'_> {
 }
 
 /// Peak resident memory of this process in MiB: `VmHWM` from `/proc/self/status`, read
-/// with one `pread` of a file opened once (opening, reading and parsing it afresh on every
-/// request was about 4 % of a warm create's CPU, issue 13). Not `getrusage`'s
-/// `ru_maxrss`: across `exec` the kernel carries the launching process's peak into it, so
-/// a function started by a large parent (Lambda's init, aloft-local) would report that
-/// parent's memory. `None` where there is no procfs.
+/// at most once a second (a peak only grows; the dashboards take each minute's Maximum),
+/// with one `pread` of a file opened once. Reading it afresh on every request was 4–5 %
+/// of a warm create's CPU (issue 13). Not `getrusage`'s `ru_maxrss`: across `exec` the
+/// kernel carries the launching process's peak into it, so a function started by a large
+/// parent (Lambda's init, aloft-local) would report that parent's memory. `None` where
+/// there is no procfs.
 pub fn peak_rss_mib() -> Option<f64> {
+    static LAST: Mutex<Option<(Instant, Option<f64>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match *last {
+        Some((at, peak)) if at.elapsed() < Duration::from_secs(1) => peak,
+        _ => {
+            let peak = read_vm_hwm();
+            *last = Some((Instant::now(), peak));
+            peak
+        }
+    }
+}
+
+fn read_vm_hwm() -> Option<f64> {
     use std::os::unix::fs::FileExt;
     static STATUS: OnceLock<Option<std::fs::File>> = OnceLock::new();
     let file = STATUS
@@ -240,7 +255,7 @@ mod tests {
         if !cfg!(target_os = "linux") {
             return;
         }
-        let before = peak_rss_mib().expect("procfs is there");
+        let before = read_vm_hwm().expect("procfs is there");
         // Touch more than the whole peak so far: the mark must rise past it, and the file
         // opened once must give the new figure on the next read.
         let mut block = vec![0u8; (before as usize + 32) << 20];
@@ -248,8 +263,12 @@ mod tests {
             page[0] = 1;
         }
         std::hint::black_box(&block);
-        let after = peak_rss_mib().unwrap();
+        let after = read_vm_hwm().unwrap();
         assert!(after >= before + 31.0, "{before} MiB -> {after} MiB");
+        // What requests report lags the mark by at most a second.
+        let reported = peak_rss_mib().unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(peak_rss_mib().unwrap() >= after.max(reported));
     }
 
     #[test]
