@@ -88,7 +88,10 @@ impl MetricRecord {
             .expect("a record starts with a group")
     }
 
-    pub fn to_json(&self, timestamp_ms: i64) -> serde_json::Value {
+    /// The record as a JSON value, for tests to inspect; [`MetricRecord::emit`] writes the
+    /// same document without building one.
+    #[cfg(test)]
+    fn to_json(&self, timestamp_ms: i64) -> serde_json::Value {
         serde_json::to_value(Document {
             record: self,
             timestamp_ms,
