@@ -14,11 +14,17 @@
 
 use std::sync::OnceLock;
 
-use aws_sdk_dynamodb::config::SharedHttpClient;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -34,10 +40,15 @@ const BUNDLES: &[&str] = &[
 
 /// The client the SDK's `default-https-client` builds (hyper 1.x, rustls with aws-lc,
 /// `HTTPS_PROXY`/`NO_PROXY` honoured, per-client connect settings and sleep), trusting
-/// [`roots`]. Connections are pooled per client: build one per process and share it
-/// through the `SdkConfig`, or a fresh one where connections must not be shared (another
-/// runtime).
+/// [`roots`], and building its TLS connector at the first request rather than once per
+/// service client ([`ConnectOnFirstRequest`]). Connections are pooled per client: build
+/// one per process and share it through the `SdkConfig`, or a fresh one where
+/// connections must not be shared (another runtime).
 pub fn https_client() -> SharedHttpClient {
+    SharedHttpClient::new(ConnectOnFirstRequest(hyper_client()))
+}
+
+fn hyper_client() -> SharedHttpClient {
     let tls = TlsContext::builder()
         .with_trust_store(roots())
         .build()
@@ -57,6 +68,41 @@ pub fn https_client() -> SharedHttpClient {
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
     })
+}
+
+/// The SDK's hyper client without its eager check. Every service client built on it
+/// (`aws_sdk_dynamodb::Client::new` and the like) asks the HTTP client to validate the
+/// base config, and the hyper client answers by building a throwaway TLS connector, so
+/// that certificate loading fails at construction rather than at the first request. That
+/// parses every trust root once per service client: five times at a cold start of
+/// scaler-tick, which builds five clients, before any request. Those throwaway connectors
+/// are all this skips: each request still gets its connector from the hyper client,
+/// built once per connect settings and shared by every service client, so the roots are
+/// parsed once more, at the first request; a root that cannot be loaded fails there, and
+/// [`usable`] has already kept such a bundle out.
+#[derive(Debug)]
+struct ConnectOnFirstRequest(SharedHttpClient);
+
+impl HttpClient for ConnectOnFirstRequest {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The system's CA bundle alone where there is a usable one and no operator override,
@@ -178,5 +224,81 @@ sgjGcvvHJt2J4UyA0XM=
                     .unwrap();
             }
         }
+    }
+
+    use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// An HTTP client that counts what the SDK asks of it, and whose connector refuses
+    /// every request.
+    #[derive(Debug, Default, Clone)]
+    struct Counting(Arc<(AtomicUsize, AtomicUsize)>);
+
+    #[derive(Debug)]
+    struct Refuse;
+
+    impl HttpConnector for Refuse {
+        fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
+            HttpConnectorFuture::ready(Err(ConnectorError::other("refused".into(), None)))
+        }
+    }
+
+    impl HttpClient for Counting {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            self.0.1.fetch_add(1, SeqCst);
+            SharedHttpConnector::new(Refuse)
+        }
+
+        fn validate_base_client_config(
+            &self,
+            _: &RuntimeComponentsBuilder,
+            _: &ConfigBag,
+        ) -> Result<(), BoxError> {
+            self.0.0.fetch_add(1, SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn service_clients_build_no_connector_until_a_request_is_sent() {
+        let counting = Counting::default();
+        let http = SharedHttpClient::new(ConnectOnFirstRequest(SharedHttpClient::new(
+            counting.clone(),
+        )));
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+                aws_sdk_dynamodb::config::Credentials::for_tests(),
+            ))
+            .http_client(http)
+            .build();
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let _sqs = aws_sdk_sqs::Client::new(&sdk);
+        let (validations, connectors) = (&counting.0.0, &counting.0.1);
+        assert_eq!(
+            validations.load(SeqCst),
+            0,
+            "a client built a throwaway connector"
+        );
+        assert_eq!(connectors.load(SeqCst), 0);
+
+        let refused = dynamo.list_tables().send().await;
+        assert!(
+            refused.is_err(),
+            "the counting connector refuses every request"
+        );
+        assert!(
+            connectors.load(SeqCst) >= 1,
+            "the request never reached the client"
+        );
     }
 }
