@@ -152,6 +152,36 @@ fn alert_events<'a>(
 
 const QUIET: Duration = Duration::from_secs(3);
 
+/// aloft watches itself: the tick creates every HTTP function's default objectives
+/// before it first evaluates, and a default deleted on purpose is not brought back.
+#[tokio::test]
+async fn every_http_function_gets_its_default_objectives_once() {
+    let stack = Stack::connect().await;
+    tick(&stack).await;
+    for service in ["UsersFunction", "PaymentsFunction", "KeysFunction"] {
+        for (name, metric) in [
+            ("latency-p99", "latency_p99"),
+            ("error-rate", "error_rate"),
+            ("availability", "availability"),
+        ] {
+            let o = objective(&stack, service, name).await;
+            assert_eq!(o["metric"], metric, "{service}/{name}: {o}");
+        }
+    }
+
+    // Deleting a default is a decision the tick respects. (Another test's tick may be
+    // running: any tick after the delete must leave it gone.)
+    let path = "/services/RegistryFunction/objectives/error-rate";
+    let (status, body) = send(stack.admin(Method::DELETE, path)).await;
+    assert!(
+        status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND,
+        "{status} {body}"
+    );
+    tick(&stack).await;
+    let (status, body) = send(stack.admin(Method::GET, path)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "brought back: {body}");
+}
+
 #[tokio::test]
 async fn a_breach_fires_once_holds_within_the_margin_and_resolves_beyond_it() {
     let stack = Stack::connect().await;

@@ -2,13 +2,48 @@
 //! deployment, in the spirit of the seed's targets (p99 ≤ 500 ms, error rate ≤ 0.1 %,
 //! availability 99.9 % over 30 days with burn-rate alerts).
 
+use aloft_shared::{clock, dynamo::StoreError};
+use time::OffsetDateTime;
+
 use crate::domain::objective::{ObjectiveRequest, SloRequest};
 use crate::domain::{Objective, ServiceName};
+use crate::store::QualityStore;
+
+const MARKER_PREFIX: &str = "defaults-v1#";
 
 /// Marker per service, so a default deleted on purpose is not brought back, and a
 /// function added later still gets its defaults.
 pub fn marker(service: &ServiceName) -> String {
-    format!("defaults-v1#{service}")
+    format!("{MARKER_PREFIX}{service}")
+}
+
+/// Creates the defaults of every one of `services` that never had them, after one read
+/// of the markers: what a tick does before its first evaluation in a sandbox. Returns
+/// how many objectives were created (none, on every start after the first deployment).
+pub async fn create_missing(
+    store: &QualityStore,
+    services: &[ServiceName],
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
+    let seeded = store.seeded(MARKER_PREFIX).await?;
+    let mut created = 0;
+    for service in services {
+        let marker = marker(service);
+        if seeded.contains(&marker) {
+            continue;
+        }
+        let n = store
+            .seed(
+                &marker,
+                &objectives(service),
+                &clock::rfc3339(now),
+                now.unix_timestamp(),
+            )
+            .await?;
+        tracing::info!(%service, created = n, "default objectives created");
+        created += n;
+    }
+    Ok(created)
 }
 
 /// The default objectives of one aloft function. Idle functions emit nothing, which is

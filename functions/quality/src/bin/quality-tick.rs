@@ -1,5 +1,6 @@
 //! The quality tick, fired every minute by an EventBridge schedule. Creates aloft's own
-//! default objectives once per function (`SELF_OBJECTIVE_SERVICES`) at cold start.
+//! default objectives once per function (`SELF_OBJECTIVE_SERVICES`), before the first
+//! tick of a sandbox.
 
 use aloft_quality::fanout::SqsDispatch;
 use aloft_quality::tick::Monitor;
@@ -14,31 +15,27 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = aws::sdk_config().await;
     let master = MasterKey::from_env(&sdk).await?;
     let store = QualityStore::from_env(&sdk, CursorCodec::new(&master))?;
-    let now = clock::now();
-    for service in defaults::services(&config::parsed_or(
+    let services = defaults::services(&config::parsed_or(
         "SELF_OBJECTIVE_SERVICES",
         String::new(),
-    )?) {
-        let created = store
-            .seed(
-                &defaults::marker(&service),
-                &defaults::objectives(&service),
-                &clock::rfc3339(now),
-                now.unix_timestamp(),
-            )
-            .await?;
-        if created > 0 {
-            tracing::info!(%service, created, "default objectives created");
-        }
-    }
+    )?);
     let monitor = &Monitor {
         store,
         metrics: Metrics::from_env(&sdk)?,
         dispatch: SqsDispatch::from_env(&sdk)?,
     };
+    // Before the first tick of each sandbox, not at init: a read of the markers at
+    // every cold start would cost every start a round trip for what happens once per
+    // deployment. A failure fails that tick, and the next one tries again.
+    let defaults_created = &tokio::sync::OnceCell::new();
+    let services = &services;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<EventBridgeEvent>| async move {
-            Ok::<_, lambda_runtime::Error>(monitor.tick(clock::now()).await?)
+            let now = clock::now();
+            defaults_created
+                .get_or_try_init(|| defaults::create_missing(&monitor.store, services, now))
+                .await?;
+            Ok::<_, lambda_runtime::Error>(monitor.tick(now).await?)
         },
     ))
     .await

@@ -5,7 +5,7 @@ use aloft_shared::dynamo::{Item, StoreError, n, s};
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::{ATTRIBUTES_SK, QualityStore, SEED_PK, StoredObjective, objective_sk, service_pk};
+use super::{ATTRIBUTES_SK, QualityStore, StoredObjective, objective_sk, service_pk};
 use crate::domain::attributes::QualityAttributes;
 use crate::domain::{AlertStatus, Objective, QualityError, alert};
 
@@ -107,55 +107,5 @@ impl QualityStore {
             }
         }
         Err(StoreError::internal(format!("objectives of {service} kept changing")).into())
-    }
-
-    /// Creates `defaults` once per deployment (marker `marker`): objectives that exist
-    /// already are left as they are, and a deleted default is not brought back.
-    pub async fn seed(
-        &self,
-        marker: &str,
-        defaults: &[Objective],
-        now: &str,
-        now_s: i64,
-    ) -> Result<usize, StoreError> {
-        let seeded = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(SEED_PK))
-            .key("sk", s(marker))
-            .send()
-            .await?;
-        if seeded.item.is_some() {
-            return Ok(0);
-        }
-        let mut created = 0;
-        for o in defaults {
-            let stored = StoredObjective {
-                objective: o.clone(),
-                status: AlertStatus::initial(now),
-                version: 1,
-                next_eval_at: now_s,
-                fingerprint: alert::fingerprint(&o.service, &o.name),
-            };
-            match self
-                .outbox
-                .transact(vec![self.put_stored(&stored, None)?], &[])
-                .await
-            {
-                Ok(()) => created += 1,
-                Err(e) if e.condition_failed_at(0) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(SEED_PK))
-            .item("sk", s(marker))
-            .item("at", s(now))
-            .send()
-            .await?;
-        Ok(created)
     }
 }

@@ -11,6 +11,7 @@
 
 mod attributes;
 mod queries;
+mod seed;
 mod silences;
 
 use aloft_shared::config::{self, ConfigError};

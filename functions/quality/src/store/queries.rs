@@ -87,7 +87,7 @@ impl QualityStore {
         Ok(h)
     }
 
-    async fn query_all<T: serde::de::DeserializeOwned, U>(
+    pub(super) async fn query_all<T: serde::de::DeserializeOwned, U>(
         &self,
         pk: String,
         prefix: &str,
