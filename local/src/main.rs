@@ -137,6 +137,7 @@ async fn run() -> Result<()> {
 
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
     let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(aloft_shared::trust_roots::https_client())
         .endpoint_url(&args.endpoint)
         .region(aws_config::Region::new(region.clone()))
         .load()

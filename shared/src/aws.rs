@@ -96,6 +96,7 @@ pub async fn sdk_config() -> SdkConfig {
 pub async fn operator_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts())
+        .http_client(crate::trust_roots::https_client())
         .load()
         .await
 }
@@ -246,6 +247,7 @@ mod tests {
                 aws_sdk_dynamodb::config::Credentials::new("k", "s", None, None, "test"),
             ))
             .retry_config(aws_config::retry::RetryConfig::disabled())
+            .http_client(crate::trust_roots::https_client())
             .build();
         let ddb = dynamodb(&config);
         let (result, times) = measure_calls(async { ddb.list_tables().send().await }).await;

@@ -373,6 +373,7 @@ mod tests {
                 "k", "s", None, None, "test",
             )))
             .retry_config(aws_config::retry::RetryConfig::disabled())
+            .http_client(crate::trust_roots::https_client())
             .build()
     }
 

@@ -38,7 +38,7 @@ const BUNDLES: &[&str] = &[
     "/etc/ssl/ca-bundle.pem",
 ];
 
-/// The client the SDK's `default-https-client` builds (hyper 1.x, rustls with aws-lc,
+/// The client the SDK's `default-https-client` builds (hyper 1.x, rustls, here with ring,
 /// `HTTPS_PROXY`/`NO_PROXY` honoured, per-client connect settings and sleep), trusting
 /// [`roots`], and building its TLS connector at the first request rather than once per
 /// service client ([`ConnectOnFirstRequest`]). Connections are pooled per client: build
@@ -59,7 +59,7 @@ fn hyper_client() -> SharedHttpClient {
     // in the workspace, so a change to it is a build error, never a silent one.
     Builder::new().build_with_connector_fn(move |settings, components| {
         let mut connector = ConnectorBuilder::default()
-            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
             .tls_context(tls.clone());
         connector.set_connector_settings(settings.cloned());
         if let Some(components) = components {
@@ -118,10 +118,19 @@ fn roots() -> TrustStore {
 /// the bundle alone where [`https_client`] trusts it, else reqwest's platform verifier,
 /// which would otherwise read the certificate directories at every cold start too.
 pub fn reqwest_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    install_ring();
     match system_bundle().and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()) {
         Some(certs) => builder.tls_certs_only(certs),
         None => builder,
     }
+}
+
+/// Makes ring the process's rustls provider, which reqwest (built with
+/// `rustls-no-provider`, so that aws-lc is never linked) uses for every client: call it
+/// before building one, as [`reqwest_roots`] does. Where another provider was installed
+/// first, that one stays.
+pub fn install_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The system's CA bundle (PEM), read once per process: `None` where an operator names
@@ -218,6 +227,7 @@ sgjGcvvHJt2J4UyA0XM=
             if usable(&pem) {
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
                 assert!(!certs.is_empty());
+                install_ring();
                 reqwest::Client::builder()
                     .tls_certs_only(certs)
                     .build()

@@ -44,12 +44,13 @@ impl Stack {
             .parse()
             .expect("ALOFT_AUTHORIZER_TTL_SECONDS is a number");
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(aloft_shared::trust_roots::https_client())
             .load()
             .await;
         let stack = Self {
             url,
             admin_key,
-            http: reqwest::Client::builder()
+            http: aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),

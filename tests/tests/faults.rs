@@ -215,7 +215,7 @@ async fn control_routes_and_runtime_ports_refuse_non_loopback_host_names() {
     // with loopback it answers as the Runtime API (no such invocation).
     let (status, _) = send(stack.admin(Method::GET, "/keys?limit=1")).await;
     assert_eq!(status, StatusCode::OK, "a keys process is running");
-    let http = reqwest::Client::new();
+    let http = stack.http.clone();
     let mut checked = false;
     for addr in runtime_api_addresses() {
         let url = format!("http://{addr}/2018-06-01/runtime/invocation/no-such-id/response");

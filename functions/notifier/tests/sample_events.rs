@@ -17,6 +17,7 @@ fn state() -> Webhooks {
     let sdk = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
+        .http_client(aloft_shared::trust_roots::https_client())
         .build();
     let master = MasterKey::from_bytes(b"sample-events-test-master-key-0123456789".to_vec());
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);

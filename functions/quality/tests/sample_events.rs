@@ -17,6 +17,7 @@ fn router() -> axum::Router {
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
+        .http_client(aloft_shared::trust_roots::https_client())
         .build();
     let ddb = aloft_shared::aws::dynamodb(&sdk);
     let cursors = CursorCodec::new(&MasterKey::from_bytes(

@@ -27,6 +27,7 @@ const ROUTES: &[(&str, &str)] = &[
 
 async fn unreachable_api() -> axum::Router {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(aloft_shared::trust_roots::https_client())
         .endpoint_url("http://127.0.0.1:9")
         .region(aws_config::Region::new("us-east-1"))
         .load()

@@ -62,6 +62,7 @@ fn offline() -> SdkConfig {
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "test", "test", None, None, "test",
         )))
+        .http_client(aloft_shared::trust_roots::https_client())
         .build()
 }
 

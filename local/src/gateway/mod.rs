@@ -430,6 +430,7 @@ mod tests {
             aws_sdk_cloudwatch::Config::builder()
                 .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
                 .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+                .http_client(aloft_shared::trust_roots::https_client())
                 .build(),
         );
         let (logs, _) = crate::logs::LogSink::new(cloudwatch);

@@ -127,6 +127,9 @@ impl std::fmt::Debug for RegistryClient {
 
 impl RegistryClient {
     pub fn new(base_url: &str, api_key: &str) -> Self {
+        // reqwest is built without a TLS provider of its own (aloft links ring, not
+        // aws-lc): ring, unless the embedding service installed another first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
