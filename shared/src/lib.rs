@@ -16,6 +16,7 @@ pub mod keys;
 pub mod master_key;
 pub mod metrics;
 pub mod names;
+pub mod outbound;
 pub mod outbox;
 pub mod problem;
 pub mod ssrf;

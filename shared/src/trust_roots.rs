@@ -48,11 +48,17 @@ pub fn https_client() -> SharedHttpClient {
     SharedHttpClient::new(ConnectOnFirstRequest(hyper_client()))
 }
 
-fn hyper_client() -> SharedHttpClient {
-    let tls = TlsContext::builder()
+/// What every TLS connection of the process trusts, for the SDK's client and for
+/// [`crate::outbound`].
+pub(crate) fn tls_context() -> TlsContext {
+    TlsContext::builder()
         .with_trust_store(roots())
         .build()
-        .expect("a trust store is the only setting");
+        .expect("a trust store is the only setting")
+}
+
+fn hyper_client() -> SharedHttpClient {
+    let tls = tls_context();
     // The way aws-smithy-runtime builds its default client (`default_https_client`):
     // `build_https` alone would drop the proxy settings and the connector settings of
     // each client. The function is hidden from the crate's docs; the version is pinned

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use aloft_shared::outbound::{OutboundClient, OutboundError, OutboundResponse};
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-use reqwest::StatusCode;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -61,11 +62,8 @@ impl Gateway {
     }
 
     /// The client every request to this gateway goes through, with its timeout.
-    pub fn client(self, timeout: Duration) -> Result<reqwest::Client, ProcessorError> {
-        aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
-            .timeout(timeout)
-            .build()
-            .map_err(|e| self.misconfigured(format!("HTTP client: {e}")))
+    pub fn client(self, timeout: Duration) -> Result<OutboundClient, ProcessorError> {
+        Ok(OutboundClient::new(timeout, "aloft-payments/1"))
     }
 
     /// The SecretString stored in Secrets Manager under `secret_id`.
@@ -91,13 +89,13 @@ impl Gateway {
     /// The status and body of an answer the gateway gave, or why there is none. A
     /// connection refused is the only transport failure that proves nothing was sent; a
     /// 5xx or 429 is no answer: the gateway may or may not have acted.
-    pub async fn read(
+    pub fn read(
         self,
-        sent: Result<reqwest::Response, reqwest::Error>,
+        sent: Result<OutboundResponse, OutboundError>,
     ) -> Result<(StatusCode, String), NoAnswer> {
         let processor = self.processor;
         let response = sent.map_err(|e| {
-            if e.is_connect() {
+            if e.is_unsent() {
                 tracing::warn!(processor, error = %e, "the gateway could not be reached");
                 return NoAnswer::NotSent(self.unreachable());
             }
@@ -114,11 +112,9 @@ impl Gateway {
             tracing::warn!(processor, %status, "the gateway gave no answer");
             return Err(NoAnswer::Lost(format!("{} answered {status}", self.label)));
         }
-        let body = response.text().await.map_err(|e| {
-            tracing::warn!(processor, error = %e, "the gateway's answer could not be read");
-            NoAnswer::Lost(format!("{}'s answer could not be read", self.label))
-        })?;
-        Ok((status, body))
+        // The whole answer was read within the timeout (a body cut short is an error of
+        // `sent`, so no answer); bytes that are not UTF-8 cannot parse as JSON anyway.
+        Ok((status, response.text()))
     }
 
     /// A 2xx body; unreadable, the outcome is unknown (keeping `reference` if known).

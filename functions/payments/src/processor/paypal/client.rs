@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -56,7 +56,6 @@ impl PayPal {
         }
         let granted: Granted = response
             .json()
-            .await
             .map_err(|e| not_sent(format!("unreadable token: {e}")))?;
         let lifetime = Duration::from_secs(granted.expires_in);
         let renew_at = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN.min(lifetime / 2));
@@ -90,7 +89,7 @@ impl PayPal {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let (status, text) = GATEWAY.read(request.send().await).await?;
+            let (status, text) = GATEWAY.read(request.send().await)?;
             if status == StatusCode::UNAUTHORIZED && !refresh {
                 refresh = true;
                 continue;

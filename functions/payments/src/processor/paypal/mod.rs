@@ -32,8 +32,9 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aloft_shared::outbound::OutboundClient;
+use axum::http::{Method, StatusCode};
 use futures::future::BoxFuture;
-use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -79,7 +80,7 @@ pub fn build(
 /// The PayPal processor.
 pub struct PayPal {
     config: PayPalConfig,
-    http: reqwest::Client,
+    http: OutboundClient,
     token: tokio::sync::Mutex<Option<Token>>,
 }
 

@@ -1,7 +1,7 @@
 //! PayPal's answers as it sends them (orders, captures, errors), how each maps to a
 //! charge outcome, and amounts as PayPal writes them.
 
-use reqwest::StatusCode;
+use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{GATEWAY, NAME};

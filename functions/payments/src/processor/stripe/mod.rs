@@ -31,8 +31,9 @@ mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aloft_shared::outbound::{OutboundClient, OutboundRequest};
+use axum::http::StatusCode;
 use futures::future::BoxFuture;
-use reqwest::StatusCode;
 use serde::Deserialize;
 
 pub use self::config::{StripeConfig, load_secret};
@@ -80,7 +81,7 @@ pub fn build(
 #[derive(Debug, Clone)]
 pub struct Stripe {
     config: StripeConfig,
-    http: reqwest::Client,
+    http: OutboundClient,
 }
 
 impl Stripe {
@@ -93,7 +94,7 @@ impl Stripe {
         format!("{}{path}", self.config.base_url)
     }
 
-    fn post(&self, path: &str, idempotency_key: Option<&str>) -> reqwest::RequestBuilder {
+    fn post(&self, path: &str, idempotency_key: Option<&str>) -> OutboundRequest<'_> {
         let request = self
             .http
             .post(self.url(path))
@@ -173,7 +174,7 @@ impl Adapter for Stripe {
             .form(&form)
             .send()
             .await;
-        let (status, body) = match GATEWAY.read(sent).await {
+        let (status, body) = match GATEWAY.read(sent) {
             Ok(answer) => answer,
             Err(NoAnswer::NotSent(failure)) => return Ok(ChargeOutcome::failed(None, failure)),
             Err(other) => return Err(other.unknown(GATEWAY, None)),
@@ -192,7 +193,6 @@ impl Adapter for Stripe {
         // A read that fails says nothing about the charge: the payment keeps its status.
         let (status, body) = GATEWAY
             .read(sent)
-            .await
             .map_err(|e| e.unknown(GATEWAY, Some(id)))?;
         if status == StatusCode::NOT_FOUND {
             return Err(ProcessorError::UnknownReference(id.to_owned()));
@@ -216,7 +216,7 @@ impl Adapter for Stripe {
             .post(&format!("/v1/payment_intents/{id}/cancel"), None)
             .send()
             .await;
-        let (status, body) = match GATEWAY.read(sent).await {
+        let (status, body) = match GATEWAY.read(sent) {
             Ok(answer) => answer,
             Err(NoAnswer::NotSent(failure)) => return Ok(CancelOutcome::Failed { failure }),
             Err(other) => return Err(other.unknown(GATEWAY, Some(id))),
@@ -248,7 +248,7 @@ impl Adapter for Stripe {
             .form(&form)
             .send()
             .await;
-        let (status, body) = match GATEWAY.read(sent).await {
+        let (status, body) = match GATEWAY.read(sent) {
             Ok(answer) => answer,
             Err(NoAnswer::NotSent(failure)) => {
                 return Ok(RefundOutcome::Failed {
@@ -321,10 +321,7 @@ impl Adapter for Stripe {
                 .query(&params)
                 .send()
                 .await;
-            let (status, body) = GATEWAY
-                .read(sent)
-                .await
-                .map_err(|e| e.unknown(GATEWAY, None))?;
+            let (status, body) = GATEWAY.read(sent).map_err(|e| e.unknown(GATEWAY, None))?;
             if !status.is_success() {
                 return Err(match error_outcome(status, &body) {
                     Err(e) => e,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use reqwest::StatusCode;
+use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::{GATEWAY, NAME};
