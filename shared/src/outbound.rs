@@ -3,11 +3,13 @@
 //! call ([`crate::trust_roots`]), so a binary carries one HTTP stack, not two. (reqwest,
 //! which this replaces, was the largest single crate of payments-api after aloft's own.)
 //!
-//! The API follows reqwest's names for what the gateways use: a request builder with
-//! bearer and basic auth, headers, a query, a form or JSON body; an answer read whole
-//! within the client's timeout; and an error that says whether the request provably
-//! never left ([`OutboundError::is_unsent`]), which is what decides whether a payment
-//! failed or its outcome is unknown. Redirects are never followed.
+//! The API follows reqwest's names for what aloft sends: a request builder with bearer
+//! and basic auth, headers, a query, a form, JSON or raw body; an answer read within the
+//! timeout (whole, or a bounded prefix); and an error that says whether the request
+//! provably never left ([`OutboundError::is_unsent`]), which is what decides whether a
+//! payment failed or its outcome is unknown. Redirects are never followed. Clients for
+//! URLs users give (webhooks, health checks) resolve names through a guard
+//! ([`OutboundClient::guarded`]) so the address connected to is the address checked.
 
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::Provider;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::{Connector, ConnectorBuilder};
+use aws_smithy_runtime_api::client::dns::SharedDnsResolver;
+pub use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::body::SdkBody;
@@ -26,26 +30,57 @@ use http_body_util::BodyExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// A client for one service: its connection pool, its timeout for a whole exchange
-/// (connecting, sending and reading the answer), its `User-Agent`.
+/// A client for one service or purpose: its connection pool, its timeout for a whole
+/// exchange (connecting, sending and reading the answer), its `User-Agent`.
 #[derive(Debug, Clone)]
 pub struct OutboundClient {
     connector: std::sync::Arc<Connector>,
     timeout: Duration,
     user_agent: HeaderValue,
+    /// At most this much of an answer's body is read; `None`, all of it.
+    keep: Option<usize>,
 }
 
 impl OutboundClient {
-    /// Honours `HTTPS_PROXY`/`NO_PROXY` as the SDK does; trusts [`crate::trust_roots`].
+    /// Names resolved by the system; `HTTPS_PROXY`/`NO_PROXY` honoured as the SDK does;
+    /// [`crate::trust_roots`] trusted.
     pub fn new(timeout: Duration, user_agent: &'static str) -> Self {
-        let mut connector = ConnectorBuilder::default()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .tls_context(crate::trust_roots::tls_context());
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        Self::with(
+            connector(ProxyConfig::from_env(), None),
+            timeout,
+            user_agent,
+        )
+    }
+
+    /// Every name resolved through `resolver`, which may refuse it (an SSRF guard), and
+    /// never a proxy: a proxy would resolve the name itself, out of the guard's reach.
+    pub fn guarded(
+        timeout: Duration,
+        user_agent: &'static str,
+        resolver: impl ResolveDns + 'static,
+    ) -> Self {
+        let resolver = SharedDnsResolver::new(resolver);
+        Self::with(
+            connector(ProxyConfig::disabled(), Some(resolver)),
+            timeout,
+            user_agent,
+        )
+    }
+
+    /// Reads at most `bytes` of each answer's body (at least what has arrived when that
+    /// much has): a huge or endless body cannot hold the caller beyond the timeout. A
+    /// body that breaks off after the status is kept as far as it was read.
+    pub fn keep_at_most(mut self, bytes: usize) -> Self {
+        self.keep = Some(bytes);
+        self
+    }
+
+    fn with(connector: Connector, timeout: Duration, user_agent: &'static str) -> Self {
         Self {
-            connector: std::sync::Arc::new(connector.build()),
+            connector: std::sync::Arc::new(connector),
             timeout,
             user_agent: HeaderValue::from_static(user_agent),
+            keep: None,
         }
     }
 
@@ -66,8 +101,23 @@ impl OutboundClient {
             url: url.into(),
             headers,
             body: Bytes::new(),
+            timeout: self.timeout,
             invalid: None,
         }
+    }
+}
+
+/// The SDK's connector with aloft's TLS. Every guarded client resolves through a
+/// `SharedDnsResolver`, so a binary compiles the hyper client at most twice (system and
+/// guarded resolution), whatever the guards.
+fn connector(proxy: ProxyConfig, resolver: Option<SharedDnsResolver>) -> Connector {
+    let mut builder = ConnectorBuilder::default()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_context(crate::trust_roots::tls_context());
+    builder.set_proxy_config(Some(proxy));
+    match resolver {
+        Some(resolver) => builder.build_with_resolver(resolver),
+        None => builder.build(),
     }
 }
 
@@ -79,6 +129,7 @@ pub struct OutboundRequest<'a> {
     url: String,
     headers: HeaderMap,
     body: Bytes,
+    timeout: Duration,
     /// The first value that could not go into the request: `send` refuses it unsent.
     invalid: Option<String>,
 }
@@ -152,6 +203,18 @@ impl OutboundRequest<'_> {
         self
     }
 
+    /// A body as it is; set `content-type` with [`header`](Self::header).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// This request's timeout instead of the client's.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     fn refuse(&mut self, why: String) {
         self.invalid.get_or_insert(why);
     }
@@ -169,7 +232,7 @@ impl OutboundRequest<'_> {
         *request.headers_mut() = self.headers;
         let request =
             HttpRequest::try_from(request).map_err(|e| OutboundError::unsent(e.to_string()))?;
-        let connector = &self.client.connector;
+        let (connector, keep) = (&self.client.connector, self.client.keep);
         let exchange = async move {
             let response = connector.call(request).await.map_err(|e| {
                 let connect = chain(&e).any(|c| {
@@ -179,6 +242,7 @@ impl OutboundRequest<'_> {
                 OutboundError {
                     kind: if connect { Kind::Connect } else { Kind::Failed },
                     detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                    source: Some(Box::new(e)),
                 }
             })?;
             let status = StatusCode::from_u16(response.status().as_u16())
@@ -187,23 +251,46 @@ impl OutboundRequest<'_> {
                 .try_into_http1x()
                 .map_err(|e| OutboundError::failed(e.to_string()))?;
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| OutboundError::failed(format!("reading the answer: {e}")))?;
+            let body = match keep {
+                None => body
+                    .collect()
+                    .await
+                    .map_err(|e| OutboundError::failed(format!("reading the answer: {e}")))?
+                    .to_bytes(),
+                Some(limit) => prefix(body, limit).await,
+            };
             Ok(OutboundResponse {
                 status,
                 headers: parts.headers,
-                body: body.to_bytes(),
+                body,
             })
         };
-        tokio::time::timeout(self.client.timeout, exchange)
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or(Err(OutboundError {
                 kind: Kind::Timeout,
-                detail: format!("no answer within {:?}", self.client.timeout),
+                detail: format!("no answer within {} ms", timeout.as_millis()),
+                source: None,
             }))
     }
+}
+
+/// The first `limit` bytes of `body` (or all of it, if shorter or broken off sooner).
+async fn prefix(mut body: SdkBody, limit: usize) -> Bytes {
+    let mut kept = bytes::BytesMut::new();
+    while kept.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    kept.extend_from_slice(&data);
+                }
+            }
+            _ => break,
+        }
+    }
+    kept.truncate(limit);
+    kept.freeze()
 }
 
 /// `a=1&b=2`, form-encoded.
@@ -239,6 +326,11 @@ impl OutboundResponse {
         &self.headers
     }
 
+    /// The body as read (a prefix, for a client that keeps one).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The body as text; bytes that are not UTF-8 become U+FFFD.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -255,6 +347,7 @@ impl OutboundResponse {
 pub struct OutboundError {
     kind: Kind,
     detail: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +364,7 @@ impl OutboundError {
         Self {
             kind: Kind::Unsent,
             detail,
+            source: None,
         }
     }
 
@@ -278,7 +372,15 @@ impl OutboundError {
         Self {
             kind: Kind::Failed,
             detail,
+            source: None,
         }
+    }
+
+    /// The first error of type `E` behind this one: e.g. the guard's refusal, which a
+    /// resolver of [`OutboundClient::guarded`] returned.
+    pub fn caused_by<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        let source = self.source.as_deref()?;
+        chain(source).find_map(|e| e.downcast_ref::<E>())
     }
 
     /// The request provably never reached the service: no connection could be made
@@ -418,5 +520,91 @@ mod tests {
             .unwrap_err();
         assert!(e.is_unsent(), "nothing was sent: {e}");
         assert!(e.to_string().contains("idempotency-key"), "{e}");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0} is not allowed")]
+    struct Refused(String);
+
+    /// Refuses `refused`, resolves everything else to loopback.
+    #[derive(Debug)]
+    struct Guard {
+        refused: &'static str,
+    }
+
+    impl ResolveDns for Guard {
+        fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+            DnsFuture::ready(if name == self.refused {
+                Err(ResolveDnsError::new(Refused(name.to_owned())))
+            } else {
+                Ok(vec![std::net::Ipv4Addr::LOCALHOST.into()])
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_guarded_client_connects_only_where_its_resolver_allows() {
+        let url = echo().await;
+        let port = url.rsplit(':').next().unwrap();
+        let http = OutboundClient::guarded(
+            Duration::from_secs(5),
+            "aloft-test/1",
+            Guard {
+                refused: "internal.example",
+            },
+        );
+        let e = http
+            .get(format!("http://internal.example:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_unsent(), "{e}");
+        let refused = e.caused_by::<Refused>().expect("the guard's refusal");
+        assert_eq!(refused.0, "internal.example");
+
+        let answer = http
+            .post(format!("http://allowed.example:{port}/hook"))
+            .header("content-type", "application/json")
+            .body(r#"{"id":1}"#)
+            .send()
+            .await
+            .unwrap();
+        let seen: serde_json::Value = answer.json().unwrap();
+        assert_eq!(seen["body"], r#"{"id":1}"#);
+        assert_eq!(seen["content_type"], "application/json");
+    }
+
+    #[tokio::test]
+    async fn a_client_keeping_a_prefix_reads_no_further_and_a_request_has_its_own_timeout() {
+        let url = echo().await;
+        let http = client(Duration::from_secs(5)).keep_at_most(16);
+        let answer = http
+            .post(format!("{url}/"))
+            .body("x".repeat(10_000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        assert_eq!(answer.text().len(), 16);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let e = http
+            .get(format!("http://{addr}/"))
+            .timeout(Duration::from_millis(200))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        assert!(
+            e.to_string().contains("200 ms"),
+            "the client's timeout ran: {e}"
+        );
     }
 }

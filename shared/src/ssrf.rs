@@ -5,10 +5,14 @@
 //! instance metadata service, loopback admin ports or private services. Each caller
 //! checks literal addresses when a URL is registered and the resolved address inside its
 //! HTTP client's resolver at every connection (DNS can change after registration);
-//! [`resolve_allowed`] is that second check.
+//! [`GuardedResolver`] is that second check.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use crate::outbound::{DnsFuture, ResolveDns, ResolveDnsError};
 
 /// What a deployment relaxes. Link-local and metadata addresses (and unspecified,
 /// multicast, reserved) stay refused whatever it says.
@@ -204,13 +208,63 @@ pub fn filter_resolved(
     Ok(allowed)
 }
 
-/// Resolves `name` with the system resolver and keeps the addresses `policy` allows.
-pub async fn resolve_allowed(
-    name: &str,
+/// The resolver of an outbound client for URLs users give (webhooks, health checks,
+/// [`crate::outbound::OutboundClient::guarded`]): every name is resolved here and only
+/// the addresses the policy allows are handed to the connector, so the address checked
+/// is the address connected to, at every request (DNS may change after registration).
+/// A name left with no allowed address fails the connection with [`SsrfRefused`].
+#[derive(Debug, Clone)]
+pub struct GuardedResolver {
     policy: AddressPolicy,
-) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((name, 0)).await?.collect();
-    Ok(filter_resolved(name, resolved, policy)?)
+    /// Fixed answers instead of the system resolver, as a DNS server that answers so
+    /// would (tests).
+    hosts: Option<Arc<HashMap<String, Vec<IpAddr>>>>,
+}
+
+impl GuardedResolver {
+    /// Names resolved by the system resolver.
+    pub fn new(policy: AddressPolicy) -> Self {
+        Self {
+            policy,
+            hosts: None,
+        }
+    }
+
+    /// Names resolved from `hosts` only.
+    pub fn with_hosts(policy: AddressPolicy, hosts: HashMap<String, Vec<IpAddr>>) -> Self {
+        Self {
+            policy,
+            hosts: Some(Arc::new(hosts)),
+        }
+    }
+
+    pub fn policy(&self) -> AddressPolicy {
+        self.policy
+    }
+
+    /// The addresses of `name` the policy allows.
+    pub async fn resolve(
+        &self,
+        name: &str,
+    ) -> Result<Vec<IpAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        let resolved: Vec<SocketAddr> = match &self.hosts {
+            None => tokio::net::lookup_host((name, 0)).await?.collect(),
+            Some(hosts) => hosts
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|ip| SocketAddr::new(*ip, 0))
+                .collect(),
+        };
+        let allowed = filter_resolved(name, resolved, self.policy)?;
+        Ok(allowed.into_iter().map(|a| a.ip()).collect())
+    }
+}
+
+impl ResolveDns for GuardedResolver {
+    fn resolve_dns<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
+        DnsFuture::new(async move { self.resolve(name).await.map_err(ResolveDnsError::new) })
+    }
 }
 
 #[cfg(test)]

@@ -120,25 +120,6 @@ fn roots() -> TrustStore {
     }
 }
 
-/// The same roots for a reqwest client (webhook deliveries, gateways, health checks):
-/// the bundle alone where [`https_client`] trusts it, else reqwest's platform verifier,
-/// which would otherwise read the certificate directories at every cold start too.
-pub fn reqwest_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-    install_ring();
-    match system_bundle().and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok()) {
-        Some(certs) => builder.tls_certs_only(certs),
-        None => builder,
-    }
-}
-
-/// Makes ring the process's rustls provider, which reqwest (built with
-/// `rustls-no-provider`, so that aws-lc is never linked) uses for every client: call it
-/// before building one, as [`reqwest_roots`] does. Where another provider was installed
-/// first, that one stays.
-pub fn install_ring() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The system's CA bundle (PEM), read once per process: `None` where an operator names
 /// roots with `SSL_CERT_FILE` or `SSL_CERT_DIR`, or no usable bundle is found, and the
 /// platform's own loading applies.
@@ -219,27 +200,6 @@ sgjGcvvHJt2J4UyA0XM=
         );
         assert_eq!(first_usable(&[&missing, &broken]), None);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_reqwest_client_builds_with_any_bundle_found_usable() {
-        // tls_certs_only refuses to build with a root it cannot add: the bundle check must
-        // be at least as strict, or reqwest_roots would fail a cold start.
-        let system = BUNDLES.iter().find_map(|p| std::fs::read(p).ok());
-        for pem in [Some(TEST_ROOT.as_bytes().to_vec()), system]
-            .into_iter()
-            .flatten()
-        {
-            if usable(&pem) {
-                let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
-                assert!(!certs.is_empty());
-                install_ring();
-                reqwest::Client::builder()
-                    .tls_certs_only(certs)
-                    .build()
-                    .unwrap();
-            }
-        }
     }
 
     use aws_smithy_runtime_api::client::http::{HttpConnector, HttpConnectorFuture};

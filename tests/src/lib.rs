@@ -43,6 +43,8 @@ impl Stack {
         let ttl: u64 = env("ALOFT_AUTHORIZER_TTL_SECONDS")
             .parse()
             .expect("ALOFT_AUTHORIZER_TTL_SECONDS is a number");
+        // reqwest is built without a TLS provider of its own (aloft links ring only).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(aloft_shared::trust_roots::https_client())
             .load()
@@ -50,7 +52,7 @@ impl Stack {
         let stack = Self {
             url,
             admin_key,
-            http: aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
+            http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("http client"),

@@ -2,10 +2,10 @@
 //! resolved through [`GuardedResolver`] so the address connected to is the address
 //! checked (DNS rebinding can't slip a private address in after registration).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use aloft_shared::outbound::{OutboundClient, OutboundError};
+use aloft_shared::ssrf::{GuardedResolver, SsrfRefused};
 
 use crate::domain::{Attempt, ErrorClass, RESPONSE_BODY_KEPT, keep_body};
 use crate::ssrf::{UrlPolicy, WebhookUrl};
@@ -13,34 +13,10 @@ use crate::ssrf::{UrlPolicy, WebhookUrl};
 /// The delivery timeout of the Standard Webhooks / Svix bar.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Resolves with the system resolver, then drops every address the policy refuses; a
-/// name left with none fails the connection with `aloft_shared::ssrf::SsrfRefused`.
-#[derive(Debug, Clone)]
-pub struct GuardedResolver {
-    policy: UrlPolicy,
-}
-
-impl GuardedResolver {
-    pub fn new(policy: UrlPolicy) -> Self {
-        Self { policy }
-    }
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.addresses();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let allowed = aloft_shared::ssrf::resolve_allowed(&host, policy).await?;
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
-    }
-}
-
 /// Sends signed webhook POSTs.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    client: OutboundClient,
     policy: UrlPolicy,
 }
 
@@ -55,17 +31,13 @@ pub struct Outgoing<'a> {
 }
 
 impl Sender {
-    pub fn new(policy: UrlPolicy, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the name itself, out of the resolver's reach.
-            .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver { policy }))
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent("aloft-webhooks/1")
-            .build()?;
-        Ok(Self { client, policy })
+    pub fn new(policy: UrlPolicy, timeout: Duration) -> Self {
+        let resolver = GuardedResolver::new(policy.addresses());
+        // Only the first KiB of an answer is kept: a huge or endless body can't hold
+        // the worker beyond the timeout.
+        let client = OutboundClient::guarded(timeout, "aloft-webhooks/1", resolver)
+            .keep_at_most(RESPONSE_BODY_KEPT);
+        Self { client, policy }
     }
 
     /// POSTs and reports the attempt; never fails (a failure is an attempt's outcome).
@@ -86,7 +58,7 @@ impl Sender {
         };
         let response = self
             .client
-            .post(url.as_url().clone())
+            .post(url.as_url().as_str())
             .header("webhook-id", out.webhook_id)
             .header("webhook-timestamp", out.timestamp.to_string())
             .header("webhook-signature", out.signature)
@@ -94,41 +66,23 @@ impl Sender {
             .body(out.body.to_owned())
             .send()
             .await;
-        let mut response = match response {
+        let response = match response {
             Ok(r) => r,
             Err(e) => return attempt(None, None, Some(classify(&e))),
         };
         let status = response.status().as_u16();
-        let body = read_prefix(&mut response).await;
+        let body = keep_body(response.body());
         let error = (!(200..300).contains(&status)).then_some(ErrorClass::Status);
         attempt(Some(status), Some(body).filter(|b| !b.is_empty()), error)
     }
 }
 
-/// The first KiB of the body; the rest is never read (a huge or endless body can't
-/// hold the worker beyond the timeout).
-async fn read_prefix(response: &mut reqwest::Response) -> String {
-    let mut buf = Vec::new();
-    while buf.len() < RESPONSE_BODY_KEPT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    keep_body(&buf)
-}
-
-fn classify(e: &reqwest::Error) -> ErrorClass {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<aloft_shared::ssrf::SsrfRefused>() {
-            return ErrorClass::SsrfRefused;
-        }
-        source = s.source();
-    }
-    if e.is_timeout() {
+fn classify(e: &OutboundError) -> ErrorClass {
+    if e.caused_by::<SsrfRefused>().is_some() {
+        ErrorClass::SsrfRefused
+    } else if e.is_timeout() {
         ErrorClass::Timeout
-    } else if e.is_connect() {
+    } else if e.is_unsent() {
         ErrorClass::Connect
     } else {
         ErrorClass::Request

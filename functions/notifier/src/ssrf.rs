@@ -5,7 +5,7 @@
 //! instance metadata service, loopback admin ports or private services. Literal
 //! addresses are refused when a subscription is registered ([`WebhookUrl::parse`]); names
 //! are resolved and checked again inside the HTTP client at every delivery
-//! (`sender::GuardedResolver`), because DNS can change after registration.
+//! (`aloft_shared::ssrf::GuardedResolver`), because DNS can change after registration.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aloft_notifier::domain::{Delivery, DeliveryStatus, ErrorClass, Next, RetrySchedule};
-use aloft_notifier::sender::{GuardedResolver, Outgoing, Sender};
+use aloft_notifier::sender::{Outgoing, Sender};
 use aloft_notifier::signing::{SigningSecret, signature_header};
 use aloft_notifier::ssrf::{UrlPolicy, WebhookUrl};
+use aloft_shared::ssrf::GuardedResolver;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,7 +19,6 @@ use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use reqwest::dns::Resolve;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -119,7 +119,7 @@ async fn send(sender: &Sender, url: &str, body: &str) -> aloft_notifier::domain:
 async fn a_delivery_is_signed_so_a_standard_webhooks_receiver_verifies_it() {
     let receiver = Receiver::default();
     let base = start(receiver.clone()).await;
-    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5)).unwrap();
+    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5));
     let body =
         r#"{"id":"e1","type":"user.created","occurred_at":"t","source":"aloft.users","data":{}}"#;
     let attempt = send(&sender, &format!("{base}/hook"), body).await;
@@ -142,7 +142,7 @@ async fn a_receiver_failing_then_answering_is_retried_on_the_schedule_until_deli
     let receiver = Receiver::default();
     receiver.script.lock().unwrap().extend([500, 503]);
     let base = start(receiver.clone()).await;
-    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5)).unwrap();
+    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5));
     let schedule: RetrySchedule = "0,5,300,1800".parse().unwrap();
     let mut delivery = Delivery::new("e1", "user.created", "s1", "t0");
     let mut nexts = Vec::new();
@@ -180,7 +180,7 @@ async fn a_receiver_failing_then_answering_is_retried_on_the_schedule_until_deli
 #[tokio::test]
 async fn a_receiver_that_hangs_is_a_timeout() {
     let base = start(Receiver::default()).await;
-    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_millis(300)).unwrap();
+    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_millis(300));
     let started = std::time::Instant::now();
     let attempt = send(&sender, &format!("{base}/slow"), "{}").await;
     assert_eq!(attempt.error, Some(ErrorClass::Timeout), "{attempt:?}");
@@ -192,7 +192,7 @@ async fn a_receiver_that_hangs_is_a_timeout() {
 async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
     let receiver = Receiver::default();
     let base = start(receiver.clone()).await;
-    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5)).unwrap();
+    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5));
     let attempt = send(&sender, &format!("{base}/redirect"), "{}").await;
     assert_eq!(attempt.http_status, Some(302));
     assert_eq!(attempt.error, Some(ErrorClass::Status));
@@ -214,7 +214,7 @@ async fn nothing_closed_answers_is_a_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5)).unwrap();
+    let sender = Sender::new(UrlPolicy::LOCAL, Duration::from_secs(5));
     let attempt = send(&sender, &format!("http://127.0.0.1:{port}/hook"), "{}").await;
     assert_eq!(attempt.error, Some(ErrorClass::Connect), "{attempt:?}");
 }
@@ -224,19 +224,15 @@ async fn strict_mode_refuses_loopback_literals_and_names_resolving_to_them() {
     let receiver = Receiver::default();
     let base = start(receiver.clone()).await;
     // A URL accepted in local mode, delivered by a strict sender (policy tightened since).
-    let sender = Sender::new(UrlPolicy::STRICT, Duration::from_secs(5)).unwrap();
+    let sender = Sender::new(UrlPolicy::STRICT, Duration::from_secs(5));
     let attempt = send(&sender, &format!("{base}/hook"), "{}").await;
     assert_eq!(attempt.error, Some(ErrorClass::SsrfRefused));
     assert!(receiver.got.lock().unwrap().is_empty());
 
     // The resolver inside the client: a name that resolves to loopback is refused.
-    let strict = GuardedResolver::new(UrlPolicy::STRICT);
-    assert!(strict.resolve("localhost".parse().unwrap()).await.is_err());
-    let local = GuardedResolver::new(UrlPolicy::LOCAL);
-    let addrs: Vec<_> = local
-        .resolve("localhost".parse().unwrap())
-        .await
-        .unwrap()
-        .collect();
-    assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    let strict = GuardedResolver::new(UrlPolicy::STRICT.addresses());
+    assert!(strict.resolve("localhost").await.is_err());
+    let local = GuardedResolver::new(UrlPolicy::LOCAL.addresses());
+    let addrs = local.resolve("localhost").await.unwrap();
+    assert!(addrs.iter().all(|a| a.is_loopback()) && !addrs.is_empty());
 }

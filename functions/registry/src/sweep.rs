@@ -6,17 +6,18 @@
 //! the invocation afterwards, so the failure reaches the `OnFailure` destination.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::Duration;
 
-use aloft_shared::ssrf::{AddressPolicy, SsrfRefused, filter_resolved, resolve_allowed};
+use aloft_shared::outbound::{OutboundClient, OutboundError};
+use aloft_shared::ssrf::{AddressPolicy, GuardedResolver, SsrfRefused};
 use futures::StreamExt;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::domain::{HealthStatus, SelfPreservation, after_check, check_target, plan_sweep};
+use crate::domain::{
+    CHECK_TIMEOUT_RANGE, HealthStatus, SelfPreservation, after_check, check_target, plan_sweep,
+};
 use crate::store::RegistryStore;
 
 /// How many HTTP checks run at once in one sweep.
@@ -68,79 +69,45 @@ pub struct CheckReport {
     pub error: Option<String>,
 }
 
-/// The resolver of the checks' HTTP client: every name is resolved here and only the
-/// addresses the policy allows are handed to the connector, so the address checked is
-/// the address connected to, at every check (DNS may change after registration).
-#[derive(Debug, Clone)]
-struct GuardedResolver {
-    policy: AddressPolicy,
-    /// Fixed answers instead of the system resolver (tests).
-    hosts: Option<Arc<HashMap<String, Vec<IpAddr>>>>,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let (policy, hosts) = (self.policy, self.hosts.clone());
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let allowed = match hosts {
-                None => resolve_allowed(&host, policy).await?,
-                Some(hosts) => {
-                    let ips = hosts.get(&host).cloned().unwrap_or_default();
-                    let resolved = ips.into_iter().map(|ip| SocketAddr::new(ip, 0));
-                    filter_resolved(&host, resolved, policy)?
-                }
-            };
-            Ok(Box::new(allowed.into_iter()) as Addrs)
-        })
-    }
-}
-
 /// Runs HTTP checks: a GET that must answer 2xx within the check's timeout, to an
 /// address the policy allows.
 #[derive(Debug, Clone)]
 pub struct HttpChecker {
-    client: reqwest::Client,
+    client: OutboundClient,
     policy: AddressPolicy,
 }
 
 impl HttpChecker {
     /// Names resolved by the system resolver.
-    pub fn new(policy: AddressPolicy) -> Result<Self, reqwest::Error> {
-        Self::build(GuardedResolver {
-            policy,
-            hosts: None,
-        })
+    pub fn new(policy: AddressPolicy) -> Self {
+        Self::build(GuardedResolver::new(policy))
     }
 
     /// Names resolved from `hosts` only, as a DNS server that answers so would (tests).
-    pub fn with_hosts(
-        policy: AddressPolicy,
-        hosts: HashMap<String, Vec<IpAddr>>,
-    ) -> Result<Self, reqwest::Error> {
-        Self::build(GuardedResolver {
-            policy,
-            hosts: Some(Arc::new(hosts)),
-        })
+    pub fn with_hosts(policy: AddressPolicy, hosts: HashMap<String, Vec<IpAddr>>) -> Self {
+        Self::build(GuardedResolver::with_hosts(policy, hosts))
     }
 
-    fn build(resolver: GuardedResolver) -> Result<Self, reqwest::Error> {
-        let policy = resolver.policy;
-        let client = aloft_shared::trust_roots::reqwest_roots(reqwest::Client::builder())
-            .redirect(reqwest::redirect::Policy::none())
-            // A proxy would resolve the name itself, out of the resolver's reach.
-            .no_proxy()
-            .dns_resolver(Arc::new(resolver))
-            .user_agent("aloft-registry-check/1")
-            .build()?;
-        Ok(Self { client, policy })
+    fn build(resolver: GuardedResolver) -> Self {
+        let policy = resolver.policy();
+        // Only the status matters: a check reads none of the body. Each probe sets its
+        // check's own timeout; this one is only the ceiling.
+        let ceiling = Duration::from_millis(u64::from(*CHECK_TIMEOUT_RANGE.end()));
+        let client =
+            OutboundClient::guarded(ceiling, "aloft-registry-check/1", resolver).keep_at_most(0);
+        Self { client, policy }
     }
 
     pub async fn probe(&self, url: &str, timeout: Duration) -> Result<(), String> {
         // The stored URL was checked at registration; check it again under today's
         // policy (an address literal never reaches the resolver).
         let target = check_target(url, self.policy).map_err(|e| format!("refused: {e}"))?;
-        let sent = self.client.get(target.0).timeout(timeout).send().await;
+        let sent = self
+            .client
+            .get(target.0.as_str())
+            .timeout(timeout)
+            .send()
+            .await;
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("answered {}", r.status())),
@@ -149,15 +116,10 @@ impl HttpChecker {
     }
 }
 
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(refused) = s.downcast_ref::<SsrfRefused>() {
-            return format!("refused: {refused}");
-        }
-        source = s.source();
-    }
-    if e.is_timeout() {
+fn describe(e: &OutboundError, timeout: Duration) -> String {
+    if let Some(refused) = e.caused_by::<SsrfRefused>() {
+        format!("refused: {refused}")
+    } else if e.is_timeout() {
         format!("no answer within {} ms", timeout.as_millis())
     } else {
         format!("unreachable: {e}")

@@ -71,7 +71,7 @@ async fn names_are_judged_by_their_resolved_addresses_at_the_connection() {
     let mut expected_connections = 0;
     for (setting, host, passes) in cases {
         let allow: HealthChecksAllow = setting.parse().unwrap();
-        let checker = HttpChecker::with_hosts(allow.0, hosts.clone()).unwrap();
+        let checker = HttpChecker::with_hosts(allow.0, hosts.clone());
         let outcome = checker
             .probe(&format!("http://{host}:{port}/health"), timeout)
             .await;

@@ -145,7 +145,7 @@ fn checked_instance(id: &str, url: &str, now_ms: i64) -> Instance {
 #[tokio::test]
 async fn http_checks_follow_a_server_going_down_and_up() {
     let f = fixture().await;
-    let checker = HttpChecker::new(LOOPBACK).unwrap();
+    let checker = HttpChecker::new(LOOPBACK);
     let (url, up) = switchable_server().await;
     let now = 1_000_000;
     f.store
@@ -356,7 +356,7 @@ async fn a_check_on_a_name_that_resolves_to_a_refused_address_never_connects() {
         "rebound.example".to_owned(),
         vec!["127.0.0.1".parse().unwrap()],
     )]);
-    let strict = HttpChecker::with_hosts(AddressPolicy::STRICT, hosts.clone()).unwrap();
+    let strict = HttpChecker::with_hosts(AddressPolicy::STRICT, hosts.clone());
     let now = aloft_shared::clock::now().unix_timestamp() * 1000 + 1_000;
     let reports = checks(&f.store, &strict, now).await;
     assert_eq!(reports.len(), 1);
@@ -369,7 +369,7 @@ async fn a_check_on_a_name_that_resolves_to_a_refused_address_never_connects() {
     assert_eq!(connections.load(Ordering::SeqCst), 0, "never connected");
 
     // The same name where loopback is allowed (the local stack): it connects and passes.
-    let local = HttpChecker::with_hosts(LOOPBACK, hosts).unwrap();
+    let local = HttpChecker::with_hosts(LOOPBACK, hosts);
     let reports = checks(&f.store, &local, now + 5_000).await;
     assert_eq!(
         (reports[0].passed, reports[0].status),

@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         store: WebhookStore::from_env(&sdk, CursorCodec::new(&master))?,
         queue: DeliveryQueue::from_env(&sdk)?,
         dead_letters: DeadLetters::from_env(&sdk)?,
-        sender: sender::Sender::new(settings.policy, sender::TIMEOUT)?,
+        sender: sender::Sender::new(settings.policy, sender::TIMEOUT),
         signing_key: LazyKey::new(&master, signing::KEY_PURPOSE),
         settings,
     };

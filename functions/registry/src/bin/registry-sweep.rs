@@ -27,7 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let allow: HealthChecksAllow =
         config::parsed_or("REGISTRY_HEALTH_CHECKS_ALLOW", HealthChecksAllow::default())?;
-    let checker = sweep::HttpChecker::new(allow.0)?;
+    let checker = sweep::HttpChecker::new(allow.0);
     let (store, checker) = (&store, &checker);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
