@@ -431,6 +431,19 @@ mod tests {
         url
     }
 
+    /// A server that accepts, reads and never answers.
+    async fn silent() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        addr
+    }
+
     fn client(timeout: Duration) -> OutboundClient {
         OutboundClient::new(timeout, "aloft-test/1")
     }
@@ -493,14 +506,7 @@ mod tests {
     #[tokio::test]
     async fn a_silent_service_is_a_timeout_not_a_refusal() {
         // Accepts, reads, never answers: the request was sent, its effect is unknown.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let addr = silent().await;
         let e = client(Duration::from_millis(300))
             .post(format!("http://{addr}/v1/charges"))
             .send()
@@ -587,14 +593,7 @@ mod tests {
         assert_eq!(answer.status(), StatusCode::CREATED);
         assert_eq!(answer.text().len(), 16);
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
+        let addr = silent().await;
         let e = http
             .get(format!("http://{addr}/"))
             .timeout(Duration::from_millis(200))
