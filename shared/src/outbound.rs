@@ -39,6 +39,8 @@ pub struct OutboundClient {
     user_agent: HeaderValue,
     /// At most this much of an answer's body is read; `None`, all of it.
     keep: Option<usize>,
+    /// The resolver of a guarded client, which also judges address literals.
+    guard: Option<SharedDnsResolver>,
 }
 
 impl OutboundClient {
@@ -52,24 +54,29 @@ impl OutboundClient {
         )
     }
 
-    /// Every name resolved through `resolver`, which may refuse it (an SSRF guard), and
-    /// never a proxy: a proxy would resolve the name itself, out of the guard's reach.
+    /// Every name resolved through `resolver`, which may refuse it (an SSRF guard), an
+    /// address literal put to it too, and never a proxy: a proxy would resolve the name
+    /// itself, out of the guard's reach.
     pub fn guarded(
         timeout: Duration,
         user_agent: &'static str,
         resolver: impl ResolveDns + 'static,
     ) -> Self {
         let resolver = SharedDnsResolver::new(resolver);
-        Self::with(
-            connector(ProxyConfig::disabled(), Some(resolver)),
-            timeout,
-            user_agent,
-        )
+        Self {
+            guard: Some(resolver.clone()),
+            ..Self::with(
+                connector(ProxyConfig::disabled(), Some(resolver)),
+                timeout,
+                user_agent,
+            )
+        }
     }
 
     /// Reads at most `bytes` of each answer's body (at least what has arrived when that
-    /// much has): a huge or endless body cannot hold the caller beyond the timeout. A
-    /// body that breaks off after the status is kept as far as it was read.
+    /// much has): a huge or endless body cannot hold the caller beyond the timeout. Once
+    /// the status has arrived it stands: a body that stalls past the timeout or breaks
+    /// off is kept as far as it was read.
     pub fn keep_at_most(mut self, bytes: usize) -> Self {
         self.keep = Some(bytes);
         self
@@ -81,6 +88,7 @@ impl OutboundClient {
             timeout,
             user_agent: HeaderValue::from_static(user_agent),
             keep: None,
+            guard: None,
         }
     }
 
@@ -224,17 +232,40 @@ impl OutboundRequest<'_> {
         if let Some(why) = self.invalid {
             return Err(OutboundError::unsent(why));
         }
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = || OutboundError {
+            kind: Kind::Timeout,
+            detail: format!("no answer within {} ms", self.timeout.as_millis()),
+            source: None,
+        };
         let mut request = ::http::Request::builder()
             .method(self.method)
             .uri(&self.url)
             .body(SdkBody::from(self.body))
             .map_err(|e| OutboundError::unsent(format!("{}: {e}", self.url)))?;
         *request.headers_mut() = self.headers;
+        if let Some(guard) = &self.client.guard {
+            // An address literal never reaches the resolver: the guard judges it here.
+            let host = request.uri().host().unwrap_or_default();
+            let literal = host.trim_start_matches('[').trim_end_matches(']');
+            if literal.parse::<std::net::IpAddr>().is_ok() {
+                guard
+                    .resolve_dns(literal)
+                    .await
+                    .map_err(|e| OutboundError {
+                        kind: Kind::Unsent,
+                        detail: e.to_string(),
+                        source: Some(Box::new(e)),
+                    })?;
+            }
+        }
         let request =
             HttpRequest::try_from(request).map_err(|e| OutboundError::unsent(e.to_string()))?;
-        let (connector, keep) = (&self.client.connector, self.client.keep);
-        let exchange = async move {
-            let response = connector.call(request).await.map_err(|e| {
+        let call = self.client.connector.call(request);
+        let response = tokio::time::timeout_at(deadline, call)
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| {
                 let connect = chain(&e).any(|c| {
                     c.downcast_ref::<hyper_util::client::legacy::Error>()
                         .is_some_and(|h| h.is_connect())
@@ -245,43 +276,35 @@ impl OutboundRequest<'_> {
                     source: Some(Box::new(e)),
                 }
             })?;
-            let status = StatusCode::from_u16(response.status().as_u16())
-                .map_err(|e| OutboundError::failed(format!("status: {e}")))?;
-            let response = response
-                .try_into_http1x()
-                .map_err(|e| OutboundError::failed(e.to_string()))?;
-            let (parts, body) = response.into_parts();
-            let body = match keep {
-                None => body
-                    .collect()
-                    .await
-                    .map_err(|e| OutboundError::failed(format!("reading the answer: {e}")))?
-                    .to_bytes(),
-                Some(limit) => prefix(body, limit).await,
-            };
-            Ok(OutboundResponse {
-                status,
-                headers: parts.headers,
-                body,
-            })
+        let status = StatusCode::from_u16(response.status().as_u16())
+            .map_err(|e| OutboundError::failed(format!("status: {e}")))?;
+        let response = response
+            .try_into_http1x()
+            .map_err(|e| OutboundError::failed(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = match self.client.keep {
+            None => tokio::time::timeout_at(deadline, body.collect())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| OutboundError::failed(format!("reading the answer: {e}")))?
+                .to_bytes(),
+            Some(limit) => prefix(body, limit, deadline).await,
         };
-        let timeout = self.timeout;
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(OutboundError {
-                kind: Kind::Timeout,
-                detail: format!("no answer within {} ms", timeout.as_millis()),
-                source: None,
-            }))
+        Ok(OutboundResponse {
+            status,
+            headers: parts.headers,
+            body,
+        })
     }
 }
 
-/// The first `limit` bytes of `body` (or all of it, if shorter or broken off sooner).
-async fn prefix(mut body: SdkBody, limit: usize) -> Bytes {
+/// The first `limit` bytes of `body`, or as much as arrived before it ended, broke off or
+/// the deadline passed: the status has been read, and it is what counts.
+async fn prefix(mut body: SdkBody, limit: usize, deadline: tokio::time::Instant) -> Bytes {
     let mut kept = bytes::BytesMut::new();
     while kept.len() < limit {
-        match body.frame().await {
-            Some(Ok(frame)) => {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     kept.extend_from_slice(&data);
                 }
@@ -605,5 +628,44 @@ mod tests {
             e.to_string().contains("200 ms"),
             "the client's timeout ran: {e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_guarded_client_puts_address_literals_to_its_guard_too() {
+        let url = echo().await; // http://127.0.0.1:PORT
+        let guard = Guard {
+            refused: "127.0.0.1",
+        };
+        let http = OutboundClient::guarded(Duration::from_secs(5), "aloft-test/1", guard);
+        let e = http.get(format!("{url}/")).send().await.unwrap_err();
+        assert!(e.is_unsent(), "{e}");
+        assert_eq!(e.caused_by::<Refused>().expect("refused").0, "127.0.0.1");
+    }
+
+    #[tokio::test]
+    async fn once_the_status_arrived_a_stalled_body_keeps_it() {
+        // 200 and a few bytes, then nothing: a receiver that accepted the webhook.
+        let app = Router::new().fallback(any(|| async {
+            let first = futures::stream::once(async {
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b"ok"))
+            });
+            axum::body::Body::from_stream(futures::StreamExt::chain(
+                first,
+                futures::stream::pending(),
+            ))
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let kept = client(Duration::from_millis(300)).keep_at_most(1024);
+        let answer = kept.get(format!("{url}/")).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.text(), "ok");
+
+        // Read whole, the same answer is no answer.
+        let whole = client(Duration::from_millis(300));
+        let e = whole.get(format!("{url}/")).send().await.unwrap_err();
+        assert!(e.is_timeout(), "{e}");
     }
 }

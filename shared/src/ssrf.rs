@@ -242,12 +242,13 @@ impl GuardedResolver {
         self.policy
     }
 
-    /// The addresses of `name` the policy allows.
+    /// The addresses of `name` the policy allows; an address literal is its own answer.
     pub async fn resolve(
         &self,
         name: &str,
     ) -> Result<Vec<IpAddr>, Box<dyn std::error::Error + Send + Sync>> {
         let resolved: Vec<SocketAddr> = match &self.hosts {
+            _ if name.parse::<IpAddr>().is_ok() => vec![SocketAddr::new(name.parse()?, 0)],
             None => tokio::net::lookup_host((name, 0)).await?.collect(),
             Some(hosts) => hosts
                 .get(name)
