@@ -231,29 +231,34 @@ async fn discover(
     };
     let json = serde_json::to_vec(&body)
         .map_err(|e| aloft_shared::dynamo::StoreError::new("discovery body", e))?;
-    let tag = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
-    let matches = headers
+    Ok(tagged_json(&etag, json, &headers))
+}
+
+/// `json` with its `ETag`, or a bodiless 304 when the request's `If-None-Match` already
+/// names that tag.
+fn tagged_json(etag: &str, json: Vec<u8>, headers: &HeaderMap) -> Response {
+    let tag = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    let if_none_match = headers
         .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            // `*` matches any current representation (RFC 9110 §13.1.2).
-            v.split(',')
-                .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag)
-        });
-    if matches {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response());
+        .and_then(|v| v.to_str().ok());
+    if if_none_match.is_some_and(|v| names_tag(v, etag)) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response();
     }
-    Ok((
-        [
-            (header::ETAG, tag),
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-        ],
+    let json_type = HeaderValue::from_static("application/json");
+    (
+        [(header::ETAG, tag), (header::CONTENT_TYPE, json_type)],
         json,
     )
-        .into_response())
+        .into_response()
+}
+
+/// Whether an `If-None-Match` list names `etag`, weakly compared; `*` matches any current
+/// representation (RFC 9110 §13.1.2).
+fn names_tag(if_none_match: &str, etag: &str) -> bool {
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
 async fn resolve_one(
@@ -398,5 +403,37 @@ impl IntoResponse for RegistryError {
             RegistryError::Store(e) => e.into(),
         };
         problem.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_names_a_tag_weakly_in_a_list_or_by_star() {
+        let tag = "\"r7-a1b2\"";
+        assert!(names_tag("\"r7-a1b2\"", tag));
+        assert!(names_tag("W/\"r7-a1b2\"", tag));
+        assert!(names_tag("\"old\", W/\"r7-a1b2\"", tag));
+        assert!(names_tag("*", tag));
+        assert!(!names_tag("\"r6-a1b2\"", tag));
+        assert!(!names_tag("", tag));
+    }
+
+    #[test]
+    fn a_named_tag_is_a_bodiless_304_and_any_other_the_tagged_json() {
+        let tag = "\"r7\"";
+        let mut headers = HeaderMap::new();
+        let fresh = tagged_json(tag, b"{}".to_vec(), &headers);
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert_eq!(fresh.headers()[header::ETAG], tag);
+        assert_eq!(fresh.headers()[header::CONTENT_TYPE], "application/json");
+
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"r7\""));
+        let same = tagged_json(tag, b"{}".to_vec(), &headers);
+        assert_eq!(same.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(same.headers()[header::ETAG], tag);
+        assert!(same.headers().get(header::CONTENT_TYPE).is_none());
     }
 }
