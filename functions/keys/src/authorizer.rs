@@ -143,10 +143,7 @@ impl Authorizer {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key.id)
             .copied();
-        let taken = self
-            .store
-            .take_token(&key.id, limit, seen, now_us())
-            .await?;
+        let taken = self.store.take_token(&key.id, limit, seen, now_us).await?;
         if let Some(tat) = taken.tat {
             let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
             if tats.len() >= MAX_CACHED {

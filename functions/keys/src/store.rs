@@ -122,21 +122,24 @@ impl KeyStore {
             .transpose()
     }
 
-    /// Takes one token from the key's bucket at `now_us` (µs since the epoch), starting
+    /// Takes one token from the key's bucket at `now_us()` (µs since the epoch), starting
     /// from `seen` (the TAT this process saw last, if any). Over the limit by what it has
     /// seen, it refuses without a request (the real TAT can only be later). Otherwise one
     /// conditional UpdateItem; if another process moved the TAT meanwhile, the failed
-    /// condition returns the current one and it decides again.
+    /// condition returns the current one and it decides again, at a fresh reading of the
+    /// clock: the winner's TAT came from a later reading than the one this attempt
+    /// started with, and judged against that older time the bucket's last token looks
+    /// taken (concurrent requests then let fewer than the burst in).
     #[tracing::instrument(skip_all, fields(key_id = %key_id))]
     pub async fn take_token(
         &self,
         key_id: &str,
         limit: &RateLimit,
         mut seen: Option<i64>,
-        now_us: i64,
+        now_us: impl Fn() -> i64,
     ) -> Result<Taken, StoreError> {
         for _ in 0..BUCKET_ATTEMPTS {
-            let Some(next) = limit.admit(seen, now_us) else {
+            let Some(next) = limit.admit(seen, now_us()) else {
                 return Ok(Taken {
                     allowed: false,
                     tat: seen,
