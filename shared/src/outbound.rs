@@ -1,7 +1,8 @@
-//! HTTPS requests to services outside AWS (the payment gateways), sent through the SDK's
-//! own HTTP client: the same hyper client, TLS stack, crypto and trust roots as every AWS
-//! call ([`crate::trust_roots`]), so a binary carries one HTTP stack, not two. (reqwest,
-//! which this replaces, was the largest single crate of payments-api after aloft's own.)
+//! HTTPS requests to services outside AWS (payment gateways, webhook receivers, health
+//! checks), sent through the SDK's own HTTP client: the same hyper client, TLS stack,
+//! crypto and trust roots as every AWS call ([`crate::trust_roots`]), so a binary carries
+//! one HTTP stack, not two. (reqwest, which this replaces, was the largest single crate
+//! of payments-api after aloft's own.)
 //!
 //! The API follows reqwest's names for what aloft sends: a request builder with bearer
 //! and basic auth, headers, a query, a form, JSON or raw body; an answer read within the

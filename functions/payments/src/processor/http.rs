@@ -62,8 +62,8 @@ impl Gateway {
     }
 
     /// The client every request to this gateway goes through, with its timeout.
-    pub fn client(self, timeout: Duration) -> Result<OutboundClient, ProcessorError> {
-        Ok(OutboundClient::new(timeout, "aloft-payments/1"))
+    pub fn client(self, timeout: Duration) -> OutboundClient {
+        OutboundClient::new(timeout, "aloft-payments/1")
     }
 
     /// The SecretString stored in Secrets Manager under `secret_id`.

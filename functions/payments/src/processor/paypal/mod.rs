@@ -94,7 +94,7 @@ impl std::fmt::Debug for PayPal {
 
 impl PayPal {
     pub fn new(config: PayPalConfig) -> Result<Self, ProcessorError> {
-        let http = GATEWAY.client(config.timeout)?;
+        let http = GATEWAY.client(config.timeout);
         Ok(Self {
             config,
             http,

@@ -86,7 +86,7 @@ pub struct Stripe {
 
 impl Stripe {
     pub fn new(config: StripeConfig) -> Result<Self, ProcessorError> {
-        let http = GATEWAY.client(config.timeout)?;
+        let http = GATEWAY.client(config.timeout);
         Ok(Self { config, http })
     }
 
