@@ -111,6 +111,8 @@ export ALOFT_URL="http://127.0.0.1:$port" ALOFT_ADMIN_KEY="$admin_key"
 if [ "$mode" = test ]; then
   export ALOFT_AUTHORIZER_TTL_SECONDS=2
   export ALOFT_LOCAL_LOG="$local_log" # tests read the functions' logs (e.g. for leaked card numbers)
+  # The command may say what failed here; it is printed last, below the stack's log.
+  export ALOFT_FAILURE_SUMMARY="$logs/failures.txt"
   set +e
   "$@"
   status=$?
@@ -118,6 +120,10 @@ if [ "$mode" = test ]; then
   if [ $status -ne 0 ]; then
     echo "stack: tests failed; last lines of the local stack's log ($local_log):" >&2
     tail -n 60 "$local_log" >&2
+    if [ -s "$ALOFT_FAILURE_SUMMARY" ]; then
+      echo "stack: what failed ($ALOFT_FAILURE_SUMMARY):" >&2
+      cat "$ALOFT_FAILURE_SUMMARY" >&2
+    fi
   fi
   exit $status
 fi
