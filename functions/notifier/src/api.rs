@@ -5,32 +5,24 @@ use aloft_shared::cursor::{Page, PageQuery, parse_limit};
 use aloft_shared::dynamo::StoreError;
 use aloft_shared::extract::{ApiJson, ApiQuery};
 use aloft_shared::master_key::{DerivedKey, LazyKey};
-use aloft_shared::outbox::Envelope;
 use aloft_shared::{FieldError, Problem, clock};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::domain::{
-    Attempt, CreateWebhookRequest, DeliveriesQuery, Delivery, DeliveryStatus, EVENT_SOURCE,
-    EventTypeFilter, NewSubscription, ROTATION_OVERLAP_SECS, ReplayRequest, Subscription,
-    SubscriptionPatch, TEST_EVENT, UpdateWebhookRequest, WebhookError, unix_to_rfc3339,
+    Attempt, CreateWebhookRequest, DeliveriesQuery, Delivery, DeliveryStatus, EventTypeFilter,
+    NewSubscription, ROTATION_OVERLAP_SECS, ReplayRequest, Subscription, SubscriptionPatch,
+    UpdateWebhookRequest, WebhookError, unix_to_rfc3339,
 };
-use crate::fanout::plan_first;
+use crate::on_demand::ReplayView;
 use crate::queue::DeliveryQueue;
 use crate::settings::Settings;
 use crate::signing::SigningSecret;
 use crate::store::{StoredDelivery, WebhookStore};
-
-/// Deliveries one replay call re-queues at most; `next_since` continues from there.
-pub const MAX_REPLAY: usize = 200;
-
-/// Deliveries a replay writes back at once.
-const REPLAY_CONCURRENCY: usize = 16;
 
 /// What the handlers share, built once per cold start.
 #[derive(Debug, Clone)]
@@ -127,15 +119,6 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct ReplayView {
-    replayed: usize,
-    /// Deliveries left alone because an attempt is already pending.
-    pending: usize,
-    /// Call again with this `since` to replay the rest; `null` when done.
-    next_since: Option<String>,
-}
-
 impl Webhooks {
     /// The signing key, read before the write that will show a secret, so a key that
     /// cannot be read fails the request with nothing changed.
@@ -165,78 +148,6 @@ impl Webhooks {
         match self.store.get_delivery(delivery_id).await? {
             Some(d) if d.delivery.subscription_id == id => Ok(d),
             _ => Err(WebhookError::DeliveryNotFound(delivery_id.to_owned())),
-        }
-    }
-
-    /// Starts a new run of the schedule for `stored` and queues its first attempt.
-    async fn restart(&self, stored: StoredDelivery) -> Result<Delivery, WebhookError> {
-        let (delivery, queued) = self.reset(stored).await?;
-        self.queue.send(queued.as_slice()).await;
-        Ok(delivery)
-    }
-
-    /// Writes `stored` back as a fresh first attempt; the message to queue for it (none
-    /// when its first attempt waits for the sweep) is returned, so a replay sends them in batches. A message that is lost is caught by the
-    /// retry sweep, as the delivery is due.
-    async fn reset(
-        &self,
-        mut stored: StoredDelivery,
-    ) -> Result<(Delivery, Option<crate::queue::Queued>), WebhookError> {
-        let now = clock::now();
-        let read_version = stored.delivery.version;
-        stored.delivery.restart(&clock::rfc3339(now))?;
-        let plan = plan_first(stored, &self.settings, now.unix_timestamp());
-        if !self
-            .store
-            .save_delivery(
-                &plan.delivery,
-                read_version,
-                Some(plan.due_at_ms),
-                now.unix_timestamp(),
-            )
-            .await?
-        {
-            return Err(WebhookError::DeliveryInProgress(plan.delivery.delivery.id));
-        }
-        Ok((plan.delivery.delivery, plan.queued))
-    }
-
-    /// Restarts up to MAX_REPLAY deliveries of `id` made at or after `since`: a few writes
-    /// at a time and the messages in batches of ten, so a full page stays well inside the
-    /// function's timeout. The messages of every delivery reset are sent, even when
-    /// another one failed.
-    async fn replay(&self, id: &str, since: &str) -> Result<ReplayView, WebhookError> {
-        let found = self
-            .store
-            .deliveries_since(id, since, MAX_REPLAY + 1)
-            .await?;
-        let next_since = found.get(MAX_REPLAY).map(|d| d.delivery.created_at.clone());
-        let resets: Vec<_> = futures::stream::iter(found.into_iter().take(MAX_REPLAY))
-            .map(|stored| self.reset(stored))
-            .buffer_unordered(REPLAY_CONCURRENCY)
-            .collect()
-            .await;
-        let (mut replayed, mut pending, mut queued, mut failed) = (0, 0, Vec::new(), None);
-        for reset in resets {
-            match reset {
-                Ok((_, message)) => {
-                    replayed += 1;
-                    queued.extend(message);
-                }
-                Err(WebhookError::DeliveryInProgress(_)) => pending += 1,
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
-        }
-        self.queue.send(&queued).await;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(ReplayView {
-                replayed,
-                pending,
-                next_since,
-            }),
         }
     }
 }
@@ -344,25 +255,8 @@ async fn send_test(
     if !sub.enabled {
         return Err(WebhookError::Disabled(id));
     }
-    let event = Envelope::new(
-        TEST_EVENT,
-        EVENT_SOURCE,
-        serde_json::json!({"webhook_id": sub.id}),
-    )?;
-    let payload = serde_json::to_string(&event)
-        .map_err(|e| aloft_shared::dynamo::StoreError::new("envelope", e))?;
-    let now = clock::now();
-    let delivery = Delivery::new(&event.id, &event.event_type, &sub.id, &clock::rfc3339(now));
-    let plan = plan_first(
-        StoredDelivery { delivery, payload },
-        &app.settings,
-        now.unix_timestamp(),
-    );
-    app.store
-        .put_new_delivery(&plan.delivery, plan.due_at_ms, now.unix_timestamp())
-        .await?;
-    app.queue.send(plan.queued.as_slice()).await;
-    Ok((StatusCode::ACCEPTED, Json(plan.delivery.delivery.into())))
+    let delivery = app.send_test(&sub).await?;
+    Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }
 
 async fn deliveries(

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod domain;
 pub mod fanout;
+pub mod on_demand;
 pub mod queue;
 pub mod relay;
 pub mod sender;
