@@ -382,7 +382,7 @@ async fn spawn_paypal(timeout: Duration) -> (PayPal, Fake) {
         return_url: Some("https://shop.example.com/paid".into()),
         ..PayPalConfig::new(base, CLIENT_ID, CLIENT_SECRET)
     };
-    (PayPal::new(config).unwrap(), fake)
+    (PayPal::new(config), fake)
 }
 
 fn money(minor: i64, currency: &str) -> Money {
@@ -493,7 +493,7 @@ async fn a_refused_token_is_renewed_once() {
 #[tokio::test]
 async fn wrong_credentials_are_a_configuration_error_and_charge_nothing() {
     let (base, fake) = spawn_fake().await;
-    let paypal = PayPal::new(PayPalConfig::new(base, CLIENT_ID, "wrong")).unwrap();
+    let paypal = PayPal::new(PayPalConfig::new(base, CLIENT_ID, "wrong"));
     let err = paypal.charge(&order(money(1000, "USD"))).await.unwrap_err();
     // No token, so no money request was ever sent: nothing charged, an operator must act.
     assert!(matches!(err, ProcessorError::Misconfigured { .. }), "{err}");
@@ -649,7 +649,7 @@ async fn an_unreachable_paypal_is_a_retryable_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let paypal = PayPal::new(PayPalConfig::new(base, CLIENT_ID, CLIENT_SECRET)).unwrap();
+    let paypal = PayPal::new(PayPalConfig::new(base, CLIENT_ID, CLIENT_SECRET));
     let outcome = paypal.charge(&order(money(1000, "USD"))).await.unwrap();
     assert_eq!(
         outcome.failure().map(|f| (f.code.as_str(), f.retryable)),

@@ -305,7 +305,7 @@ async fn spawn_stripe(timeout: Duration) -> (Stripe, Fake) {
         timeout,
         ..StripeConfig::new(base, SECRET)
     };
-    (Stripe::new(config).unwrap(), fake)
+    (Stripe::new(config), fake)
 }
 
 fn money(minor: i64, currency: &str) -> Money {
@@ -536,7 +536,7 @@ async fn an_unreachable_gateway_is_a_retryable_failure() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let stripe = Stripe::new(StripeConfig::new(base, SECRET)).unwrap();
+    let stripe = Stripe::new(StripeConfig::new(base, SECRET));
     let outcome = stripe
         .charge(&card_charge("4242424242424242", money(1000, "USD")))
         .await
@@ -550,7 +550,7 @@ async fn an_unreachable_gateway_is_a_retryable_failure() {
 #[tokio::test]
 async fn a_wrong_secret_is_a_configuration_error() {
     let (base, _fake) = spawn_fake().await;
-    let wrong = Stripe::new(StripeConfig::new(base, "sk_test_wrong")).unwrap();
+    let wrong = Stripe::new(StripeConfig::new(base, "sk_test_wrong"));
     let err = wrong
         .charge(&card_charge("4242424242424242", money(1000, "USD")))
         .await

@@ -175,8 +175,7 @@ impl World {
         let stripe = Stripe::new(StripeConfig {
             timeout: TIMEOUT,
             ..StripeConfig::new(base, SECRET)
-        })
-        .unwrap();
+        });
         let user_id = stack.user().await;
         Self {
             _serial: serial,

@@ -73,7 +73,7 @@ pub fn build(
 ) -> BoxFuture<'_, Result<Arc<dyn super::Processor>, ProcessorError>> {
     Box::pin(async move {
         let config = StripeConfig::from_env(&context.secrets).await?;
-        Ok(Arc::new(Stripe::new(config)?) as Arc<dyn super::Processor>)
+        Ok(Arc::new(Stripe::new(config)) as Arc<dyn super::Processor>)
     })
 }
 
@@ -85,9 +85,9 @@ pub struct Stripe {
 }
 
 impl Stripe {
-    pub fn new(config: StripeConfig) -> Result<Self, ProcessorError> {
+    pub fn new(config: StripeConfig) -> Self {
         let http = GATEWAY.client(config.timeout);
-        Ok(Self { config, http })
+        Self { config, http }
     }
 
     fn url(&self, path: &str) -> String {
@@ -371,7 +371,7 @@ mod tests {
         let config = StripeConfig::new("http://127.0.0.1:1/", "sk_test_secret");
         assert_eq!(config.base_url, "http://127.0.0.1:1");
         assert!(!format!("{config:?}").contains("sk_test_secret"));
-        let stripe = Stripe::new(config).unwrap();
+        let stripe = Stripe::new(config);
         assert!(!format!("{stripe:?}").contains("sk_test_secret"));
     }
 }
