@@ -315,7 +315,9 @@ async fn high_cpu_scales_up_once_drives_ecs_and_scales_down_the_least_loaded_aft
 async fn stopped_heartbeats_stop_counting() {
     let stack = Stack::connect().await;
     let service = unique("dead-");
-    register(&stack, &service, "keeps", 5).await;
+    // "keeps" heartbeats between ticks; its longer lease outlasts a tick that is slow
+    // on a loaded machine, while the other two lapse after 5 s.
+    register(&stack, &service, "keeps", 30).await;
     register(&stack, &service, "stops-1", 5).await;
     register(&stack, &service, "stops-2", 5).await;
     let (status, body) = put_policy(&stack, &service, json!({})).await;
