@@ -76,6 +76,26 @@ pub fn some_enum<'de, D: Deserializer<'de>, T: DeserializeOwned>(
         .map_err(D::Error::custom)
 }
 
+/// A field of a partial update (`PATCH`): absent (leave it), explicitly `null`, or a
+/// value. Each capability decides what `null` means for each field: refused where the
+/// field is required, "clear it" where it is optional. Use with `#[serde(default)]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PatchField<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for PatchField<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<T>::deserialize(d)? {
+            None => PatchField::Null,
+            Some(v) => PatchField::Value(v),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +119,27 @@ mod tests {
     struct Inner {
         #[serde(default, deserialize_with = "some")]
         n: Option<u32>,
+    }
+
+    #[test]
+    fn a_patch_keeps_absent_null_and_a_value_apart() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Patch {
+            #[serde(default)]
+            name: PatchField<String>,
+        }
+        let read = |body: &str| serde_json::from_str::<Patch>(body).map(|p| p.name);
+        assert_eq!(read("{}").unwrap(), PatchField::Absent);
+        assert_eq!(read(r#"{"name": null}"#).unwrap(), PatchField::Null);
+        assert_eq!(
+            read(r#"{"name": "Ada"}"#).unwrap(),
+            PatchField::Value("Ada".to_owned())
+        );
+        assert!(
+            read(r#"{"name": 7}"#).is_err(),
+            "a wrong type is still an error"
+        );
     }
 
     #[test]

@@ -2,29 +2,12 @@
 //! patch validated to at least one field.
 
 use aloft_shared::FieldError;
+pub use aloft_shared::strict::PatchField;
 use serde::Deserialize;
 
 use super::event_types::{EventTypeFilter, parse_event_types};
 use super::subscription::{parse_description, parse_url};
 use crate::ssrf::{UrlPolicy, WebhookUrl};
-
-/// A field of a partial update: absent (leave it), explicitly `null`, or a value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum PatchField<T> {
-    #[default]
-    Absent,
-    Null,
-    Value(T),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for PatchField<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match Option::<T>::deserialize(d)? {
-            None => PatchField::Null,
-            Some(v) => PatchField::Value(v),
-        })
-    }
-}
 
 /// `PATCH /webhooks/{id}` body as sent. [`PatchField`] keeps `null` apart from absent:
 /// `description: null` clears the description, as the spec documents (`[string, "null"]`);

@@ -2,29 +2,11 @@
 //! [`UserPatch`] with every bad field named at once.
 
 use aloft_shared::FieldError;
+pub use aloft_shared::strict::PatchField;
 use aloft_shared::strict::some;
 use serde::Deserialize;
 
 use super::{Email, Role, UserName};
-
-/// A field of a partial update: absent, explicitly `null`, or a value. Absent means
-/// "leave it"; `null` is refused, since every user field is required.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum PatchField<T> {
-    #[default]
-    Absent,
-    Null,
-    Value(T),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for PatchField<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match Option::<T>::deserialize(d)? {
-            None => PatchField::Null,
-            Some(v) => PatchField::Value(v),
-        })
-    }
-}
 
 /// `POST /users` body as sent. Strings are validated in [`NewUser::parse`] so every bad
 /// field is reported at once; a field left out is "required" there, a field sent as
