@@ -24,6 +24,7 @@ use aws_smithy_runtime_api::client::dns::SharedDnsResolver;
 pub use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use aws_smithy_runtime_api::client::http::HttpConnector;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -90,6 +91,27 @@ impl OutboundClient {
             user_agent: HeaderValue::from_static(user_agent),
             keep: None,
             guard: None,
+        }
+    }
+
+    /// A guarded client's refusal of an address literal in `uri`. A literal never reaches
+    /// the resolver, so the guard judges it here.
+    async fn judge_literal(&self, uri: &::http::Uri) -> Result<(), OutboundError> {
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        let host = uri.host().unwrap_or_default();
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<std::net::IpAddr>().is_err() {
+            return Ok(());
+        }
+        match guard.resolve_dns(literal).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(OutboundError {
+                kind: Kind::Unsent,
+                detail: e.to_string(),
+                source: Some(Box::new(e)),
+            }),
         }
     }
 
@@ -245,38 +267,14 @@ impl OutboundRequest<'_> {
             .body(SdkBody::from(self.body))
             .map_err(|e| OutboundError::unsent(format!("{}: {e}", self.url)))?;
         *request.headers_mut() = self.headers;
-        if let Some(guard) = &self.client.guard {
-            // An address literal never reaches the resolver: the guard judges it here.
-            let host = request.uri().host().unwrap_or_default();
-            let literal = host.trim_start_matches('[').trim_end_matches(']');
-            if literal.parse::<std::net::IpAddr>().is_ok() {
-                guard
-                    .resolve_dns(literal)
-                    .await
-                    .map_err(|e| OutboundError {
-                        kind: Kind::Unsent,
-                        detail: e.to_string(),
-                        source: Some(Box::new(e)),
-                    })?;
-            }
-        }
+        self.client.judge_literal(request.uri()).await?;
         let request =
             HttpRequest::try_from(request).map_err(|e| OutboundError::unsent(e.to_string()))?;
         let call = self.client.connector.call(request);
         let response = tokio::time::timeout_at(deadline, call)
             .await
             .map_err(|_| timed_out())?
-            .map_err(|e| {
-                let connect = chain(&e).any(|c| {
-                    c.downcast_ref::<hyper_util::client::legacy::Error>()
-                        .is_some_and(|h| h.is_connect())
-                });
-                OutboundError {
-                    kind: if connect { Kind::Connect } else { Kind::Failed },
-                    detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                    source: Some(Box::new(e)),
-                }
-            })?;
+            .map_err(OutboundError::exchange)?;
         let status = StatusCode::from_u16(response.status().as_u16())
             .map_err(|e| OutboundError::failed(format!("status: {e}")))?;
         let response = response
@@ -397,6 +395,20 @@ impl OutboundError {
             kind: Kind::Failed,
             detail,
             source: None,
+        }
+    }
+
+    /// The connector's error: `Connect` when no connection was made (nothing was sent),
+    /// `Failed` otherwise.
+    fn exchange(e: ConnectorError) -> Self {
+        let connect = chain(&e).any(|c| {
+            c.downcast_ref::<hyper_util::client::legacy::Error>()
+                .is_some_and(|h| h.is_connect())
+        });
+        Self {
+            kind: if connect { Kind::Connect } else { Kind::Failed },
+            detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            source: Some(Box::new(e)),
         }
     }
 

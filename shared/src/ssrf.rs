@@ -247,10 +247,10 @@ impl GuardedResolver {
         &self,
         name: &str,
     ) -> Result<Vec<IpAddr>, Box<dyn std::error::Error + Send + Sync>> {
-        let resolved: Vec<SocketAddr> = match &self.hosts {
-            _ if name.parse::<IpAddr>().is_ok() => vec![SocketAddr::new(name.parse()?, 0)],
-            None => tokio::net::lookup_host((name, 0)).await?.collect(),
-            Some(hosts) => hosts
+        let resolved: Vec<SocketAddr> = match (name.parse::<IpAddr>(), &self.hosts) {
+            (Ok(ip), _) => vec![SocketAddr::new(ip, 0)],
+            (Err(_), None) => tokio::net::lookup_host((name, 0)).await?.collect(),
+            (Err(_), Some(hosts)) => hosts
                 .get(name)
                 .into_iter()
                 .flatten()

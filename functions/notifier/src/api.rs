@@ -140,6 +140,15 @@ impl Webhooks {
             .ok_or_else(|| WebhookError::NotFound(id.to_owned()))
     }
 
+    /// The subscription, refused as disabled for anything that would send to it.
+    async fn enabled_subscription(&self, id: &str) -> Result<Subscription, WebhookError> {
+        let sub = self.subscription(id).await?;
+        if !sub.enabled {
+            return Err(WebhookError::Disabled(id.to_owned()));
+        }
+        Ok(sub)
+    }
+
     async fn delivery_of(
         &self,
         id: &str,
@@ -251,10 +260,7 @@ async fn send_test(
     _auth: Authorized<scope::WebhooksWrite>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliveryView>), WebhookError> {
-    let sub = app.subscription(&id).await?;
-    if !sub.enabled {
-        return Err(WebhookError::Disabled(id));
-    }
+    let sub = app.enabled_subscription(&id).await?;
     let delivery = app.send_test(&sub).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }
@@ -297,10 +303,7 @@ async fn retry(
     _auth: Authorized<scope::WebhooksWrite>,
     Path((id, delivery_id)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<DeliveryView>), WebhookError> {
-    let sub = app.subscription(&id).await?;
-    if !sub.enabled {
-        return Err(WebhookError::Disabled(id));
-    }
+    app.enabled_subscription(&id).await?;
     let stored = app.delivery_of(&id, &delivery_id).await?;
     let delivery = app.restart(stored).await?;
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
@@ -313,10 +316,7 @@ async fn replay(
     ApiJson(req): ApiJson<ReplayRequest>,
 ) -> Result<(StatusCode, Json<ReplayView>), WebhookError> {
     let since = req.parse().map_err(WebhookError::Invalid)?;
-    let sub = app.subscription(&id).await?;
-    if !sub.enabled {
-        return Err(WebhookError::Disabled(id));
-    }
+    app.enabled_subscription(&id).await?;
     Ok((StatusCode::ACCEPTED, Json(app.replay(&id, &since).await?)))
 }
 
